@@ -1,0 +1,27 @@
+"""Generic dynamic micro-batching for asyncio servers. Knows nothing about speech.
+
+``Batcher`` (batcher.core) packs concurrent requests into batches on a pool of model
+instances under a ``BatchPolicy``; failures are the exceptions in batcher.errors.
+"""
+
+from batcher.adaptive import AdaptiveDelay
+from batcher.core import Batcher, BatchFunction, HandlerFactory
+from batcher.errors import BatcherClosed, BatcherError, DeadlineExpired, QueueFull, RequestCancelled
+from batcher.observer import BatchObserver, FanOutObserver, RecordingObserver
+from batcher.policy import BatchPolicy
+
+__all__ = [
+    "AdaptiveDelay",
+    "BatchFunction",
+    "BatchObserver",
+    "BatchPolicy",
+    "Batcher",
+    "BatcherClosed",
+    "BatcherError",
+    "DeadlineExpired",
+    "FanOutObserver",
+    "HandlerFactory",
+    "QueueFull",
+    "RecordingObserver",
+    "RequestCancelled",
+]

@@ -1,0 +1,56 @@
+"""The dispatch rules of one batcher, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """When a batch leaves and what it may hold (Triton's dynamic-batcher semantics).
+
+    A batch leaves as soon as an instance is idle and one of these holds:
+    ``max_batch_size`` requests wait; the summed cost reaches ``max_batch_cost``; the
+    largest of ``preferred_batch_sizes`` is reached; or the oldest request has waited
+    ``max_queue_delay_s``. While every instance is busy no batch is formed, so load grows
+    batches by itself.
+
+    >>> BatchPolicy(max_batch_size=4, max_queue_delay_s=0.005).max_batch_size
+    4
+    """
+
+    max_batch_size: int = 8
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_s: float = 0.005
+    #: Requests waiting (not computing) at most; the next gets QueueFull. Exact.
+    max_queue_size: int = 256
+    #: Bound on a batch's summed cost; 0 = unbounded. A single request costlier than
+    #: this still runs, alone.
+    max_batch_cost: float = 0.0
+    #: When > 0, a batch only takes requests whose cost is within this factor of its
+    #: head's, so padded engines waste little; the others wait for their own batch.
+    similar_cost_ratio: float = 0.0
+    #: Each this many seconds of waiting adds one priority level (no starvation).
+    priority_aging_s: float = 2.0
+    #: When > 0, wait adaptively (see batcher.adaptive) within this latency budget.
+    target_latency_s: float = 0.0
+    #: Retry-after hint given with QueueFull.
+    retry_after_s: float = 0.5
+    name: str = field(default="batcher", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        if self.max_queue_size < 1:
+            raise ValueError("max_queue_size must be >= 1")
+        if self.max_queue_delay_s < 0 or self.max_batch_cost < 0:
+            raise ValueError("delays and costs cannot be negative")
+        if any(not 1 <= size <= self.max_batch_size for size in self.preferred_batch_sizes):
+            raise ValueError("preferred batch sizes must lie in 1..max_batch_size")
+        if self.priority_aging_s <= 0:
+            raise ValueError("priority_aging_s must be > 0")
+
+    @property
+    def dispatch_size(self) -> int:
+        """The count at which a batch leaves without waiting for the delay."""
+        return max(self.preferred_batch_sizes, default=self.max_batch_size)

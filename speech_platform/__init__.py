@@ -1,0 +1,1 @@
+"""Shared runtime of the speech services: config, server bootstrap, interceptors, cache, jobs."""

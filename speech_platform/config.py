@@ -1,0 +1,213 @@
+"""One typed place for every setting.
+
+Values come, highest first, from environment variables (``SPEECH_`` prefix, ``__`` between
+sections, e.g. ``SPEECH_STT__INSTANCES=2``), then an optional YAML file named by
+``SPEECH_CONFIG_FILE`` (or ``--config``), then the defaults below, which are chosen to work on
+a 2-core laptop with no Redis. ``REDIS_URL`` is honoured as a shortcut for ``cache.redis_url``
+and ``jobs.broker_url``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / ".venv" / "share" / "speech-models"
+
+
+class BatcherSettings(BaseModel):
+    """Dispatch rules of one engine's dynamic batcher (Triton semantics, see batcher/)."""
+
+    max_batch_size: int = Field(8, ge=1, le=1024)
+    #: Dispatch at once when this many are waiting; empty means only max_batch_size.
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+    #: The longest a request waits for companions, in milliseconds.
+    max_queue_delay_ms: float = Field(5.0, ge=0)
+    #: Requests waiting (not yet computing) beyond which new ones get RESOURCE_EXHAUSTED.
+    max_queue_size: int = Field(256, ge=1)
+    #: Upper bound on the summed cost of a batch (seconds of audio, phonemes); 0 = none.
+    max_batch_cost: float = Field(0.0, ge=0)
+    #: Items whose cost differs from the batch head's by more than this factor wait for
+    #: another batch, to keep padding small; 0 turns the grouping off.
+    similar_cost_ratio: float = Field(0.0, ge=0)
+    #: Seconds of waiting that raise a request's priority by one level.
+    priority_aging_s: float = Field(2.0, gt=0)
+    #: With a latency target (ms), the batcher learns the cost of a batch and waits only
+    #: while waiting pays; 0 keeps the fixed max_queue_delay.
+    target_latency_ms: float = Field(0.0, ge=0)
+
+
+class ServerSettings(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = Field(50051, ge=0, le=65535)
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    services: list[Literal["stt", "tts", "jobs"]] = Field(
+        default_factory=lambda: ["stt", "tts", "jobs"]
+    )
+    #: Largest request accepted: 10 minutes of 16 kHz 16-bit PCM is 19.2 MB.
+    max_receive_message_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_send_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    #: Seconds in-flight work gets to finish after SIGTERM.
+    drain_grace_s: float = Field(25.0, ge=0)
+    #: Close client connections after this long (plus a grace) so that long-lived HTTP/2
+    #: connections rebalance across pods behind kube-proxy; 0 disables.
+    max_connection_age_s: float = Field(300.0, ge=0)
+    max_connection_age_grace_s: float = Field(30.0, ge=0)
+    #: Bearer tokens accepted in the "authorization" metadata; empty disables auth.
+    auth_tokens: list[str] = Field(default_factory=list)
+    log_level: str = "WARNING"
+    log_json: bool = True
+
+
+class SttSettings(BaseModel):
+    default_model: str = "tiny.en"
+    #: Models loaded at start; requests may name any of these.
+    models: list[str] = Field(default_factory=lambda: ["tiny.en"])
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = "int8"
+    #: Model instances, each with its own thread and CTranslate2 replica.
+    instances: int = Field(2, ge=1, le=64)
+    cpu_threads: int = Field(1, ge=0, le=64)
+    default_beam_size: int = Field(5, ge=1, le=10)
+    #: Longest audio a unary Transcribe accepts, in seconds (longer goes to a job).
+    max_audio_seconds: float = Field(600.0, gt=0)
+    batcher: BatcherSettings = Field(
+        default_factory=lambda: BatcherSettings(
+            max_batch_size=8, max_queue_delay_ms=10.0, max_queue_size=512
+        )
+    )
+    # streaming recognition
+    max_stream_seconds: float = Field(3600.0, gt=0)
+    stream_idle_timeout_s: float = Field(30.0, gt=0)
+    max_stream_chunk_bytes: int = Field(1024 * 1024, ge=1024)
+    default_interim_interval_ms: int = Field(1000, ge=100)
+    default_endpoint_silence_ms: int = Field(600, ge=100)
+
+
+class TtsSettings(BaseModel):
+    engines: list[Literal["piper", "kokoro"]] = Field(
+        default_factory=lambda: ["piper", "kokoro"]
+    )
+    default_piper_voice: str = "en_US-joe-medium"
+    default_kokoro_voice: str = "af_heart"
+    max_text_chars: int = Field(5000, ge=1)
+    piper_instances: int = Field(2, ge=1, le=64)
+    piper_threads: int = Field(1, ge=0, le=64)
+    #: Padded batches through one ONNX call; measured slower on a 2-core CPU, so off.
+    piper_padded_batching: bool = False
+    kokoro_instances: int = Field(1, ge=1, le=64)
+    kokoro_threads: int = Field(2, ge=0, le=64)
+    piper_batcher: BatcherSettings = Field(
+        default_factory=lambda: BatcherSettings(
+            max_batch_size=1, max_queue_delay_ms=0.0, max_queue_size=512
+        )
+    )
+    kokoro_batcher: BatcherSettings = Field(
+        default_factory=lambda: BatcherSettings(
+            max_batch_size=1, max_queue_delay_ms=0.0, max_queue_size=128
+        )
+    )
+
+
+class CacheSettings(BaseModel):
+    #: "memory" (in-process LRU, default), "redis", "tiered" (LRU in front of Redis) or "off".
+    backend: Literal["memory", "redis", "tiered", "off"] = "memory"
+    redis_url: str = ""
+    key_prefix: str = "speech:cache:"
+    ttl_s: int = Field(7 * 24 * 3600, ge=1)
+    max_value_bytes: int = Field(16 * 1024 * 1024, ge=1)
+    memory_max_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    #: Redis calls slower than this are abandoned (the request goes on without cache).
+    redis_timeout_s: float = Field(0.25, gt=0)
+    #: After a failure, skip Redis for this long before trying again.
+    breaker_cooldown_s: float = Field(5.0, gt=0)
+    #: Across replicas: how long one waits for another replica's in-flight result.
+    lock_ttl_s: float = Field(30.0, gt=0)
+    lock_wait_s: float = Field(10.0, ge=0)
+
+
+class JobsSettings(BaseModel):
+    #: "local" runs jobs in-process; "celery" sends them to workers over the broker.
+    backend: Literal["local", "celery"] = "local"
+    broker_url: str = ""
+    local_concurrency: int = Field(1, ge=1, le=64)
+    max_audio_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    max_audio_seconds: float = Field(4 * 3600.0, gt=0)
+    max_texts: int = Field(10_000, ge=1)
+    #: Must exceed the longest job, or Redis re-delivers a job still running.
+    visibility_timeout_s: int = Field(4 * 3600, ge=60)
+    result_ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    transcription_queue: str = "speech-transcription"
+    synthesis_queue: str = "speech-synthesis"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPEECH_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    stt: SttSettings = Field(default_factory=SttSettings)
+    tts: TtsSettings = Field(default_factory=TtsSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    jobs: JobsSettings = Field(default_factory=JobsSettings)
+    #: Where assembled model assets live (built by `make run` / `make test`).
+    model_dir: Path = DEFAULT_MODEL_DIR
+
+    @model_validator(mode="after")
+    def _redis_url_shortcut(self) -> Settings:
+        url = os.environ.get("REDIS_URL", "")
+        if url and not self.cache.redis_url:
+            self.cache.redis_url = url
+        if url and not self.jobs.broker_url:
+            self.jobs.broker_url = url
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by SPEECH_CONFIG_FILE, if any."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("SPEECH_CONFIG_FILE", "")
+        if not path:
+            return {}
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        return data
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Builds settings from the environment and an optional YAML file.
+
+    >>> load_settings().server.port
+    50051
+    """
+    if config_file:
+        os.environ["SPEECH_CONFIG_FILE"] = config_file
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

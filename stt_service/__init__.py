@@ -1,0 +1,1 @@
+"""Speech-to-text: audio decoding, the faster-whisper engine and the SpeechToText servicer."""
