@@ -1,0 +1,195 @@
+"""One server interceptor for every RPC: auth, deadline on arrival, error mapping, metrics.
+
+Servicers just raise (speech_platform.errors or batcher errors); the status code, message
+and retry hint are decided here, in one place, so no RPC can answer UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from speech_platform.errors import grpc_status_for
+from speech_platform.metrics import IN_FLIGHT, REQUEST_LATENCY, REQUESTS
+
+log = logging.getLogger(__name__)
+
+#: Operators' tools work without a token: health checks and reflection.
+_OPEN_SERVICES = ("grpc.health.v1.", "grpc.reflection.")
+
+
+def _split(method: str) -> tuple[str, str]:
+    # "/speech.v1.SpeechToText/Transcribe" -> ("SpeechToText", "Transcribe")
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service.rsplit(".", 1)[-1], name
+
+
+def _status_details(code: grpc.StatusCode, message: str, retry_after_s: float | None) -> bytes:
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
+    if retry_after_s is not None:
+        info = error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(
+                seconds=int(retry_after_s), nanos=int((retry_after_s % 1) * 1e9)
+            )
+        )
+        status.details.add().Pack(info)
+    return status.SerializeToString()
+
+
+async def abort_for(context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
+    """Ends the RPC with the status that fits ``error`` (google.rpc.Status details attached)."""
+    code, message, retry_after_s = grpc_status_for(error)
+    if code == grpc.StatusCode.INTERNAL:
+        log.error("unhandled error in %s", method, exc_info=error, extra={"method": method})
+    metadata: list[tuple[str, str | bytes]] = [
+        ("grpc-status-details-bin", _status_details(code, message, retry_after_s))
+    ]
+    if retry_after_s is not None:
+        metadata.append(("retry-after-ms", str(int(retry_after_s * 1000))))
+    await context.abort(code, message, trailing_metadata=tuple(metadata))
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, auth_tokens: Sequence[str] = ()) -> None:
+        self._tokens = [t.encode() for t in auth_tokens]
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        service, name = _split(method)
+        open_method = method.lstrip("/").startswith(_OPEN_SERVICES)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        auth_error = None if open_method else self._auth_error(metadata.get("authorization"))
+        wrap = _Wrapper(method, service, name, auth_error)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                wrap.unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                wrap.streaming(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                wrap.unary(handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            wrap.streaming(handler.stream_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _auth_error(self, header: str | bytes | None) -> tuple[grpc.StatusCode, str] | None:
+        if not self._tokens:
+            return None
+        if not header:
+            return grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>'"
+        value = header.encode() if isinstance(header, str) else header
+        scheme, _, token = value.partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            return grpc.StatusCode.UNAUTHENTICATED, "authorization must be 'Bearer <token>'"
+        if not any(hmac.compare_digest(token, known) for known in self._tokens):
+            return grpc.StatusCode.PERMISSION_DENIED, "token not accepted"
+        return None
+
+
+class _Wrapper:
+    """Wraps one RPC's behaviour with the cross-cutting concerns."""
+
+    def __init__(
+        self,
+        method: str,
+        service: str,
+        name: str,
+        auth_error: tuple[grpc.StatusCode, str] | None,
+    ) -> None:
+        self.method = method
+        self.service = service
+        self.name = name
+        self.auth_error = auth_error
+
+    async def _precheck(self, context: grpc.aio.ServicerContext) -> None:
+        if self.auth_error is not None:
+            await context.abort(*self.auth_error)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed on arrival")
+
+    def _finish(self, context: grpc.aio.ServicerContext, started: float, code: str) -> None:
+        IN_FLIGHT.labels(self.service).dec()
+        REQUESTS.labels(self.service, self.name, code).inc()
+        REQUEST_LATENCY.labels(self.service, self.name).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _code_of(context: grpc.aio.ServicerContext) -> str:
+        code = context.code()
+        if isinstance(code, grpc.StatusCode):
+            return code.name
+        return "UNKNOWN" if code is None else grpc.StatusCode(code).name
+
+    def unary(self, behaviour: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            IN_FLIGHT.labels(self.service).inc()
+            code = "OK"
+            try:
+                await self._precheck(context)
+                return await behaviour(request, context)
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                code = self._code_of(context)
+                raise
+            except Exception as error:
+                code = grpc_status_for(error)[0].name
+                await abort_for(context, error, self.method)
+            finally:
+                self._finish(context, started, code)
+
+        return call
+
+    def streaming(
+        self, behaviour: Callable[..., AsyncIterator[Any]]
+    ) -> Callable[..., AsyncIterator[Any]]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            IN_FLIGHT.labels(self.service).inc()
+            code = "OK"
+            try:
+                await self._precheck(context)
+                async for response in behaviour(request, context):
+                    yield response
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                code = self._code_of(context)
+                raise
+            except Exception as error:
+                code = grpc_status_for(error)[0].name
+                await abort_for(context, error, self.method)
+            finally:
+                self._finish(context, started, code)
+
+        return call
