@@ -399,7 +399,7 @@ class Batcher(Generic[In, Out]):
         assert self._loop is not None
         started = time.perf_counter()
         try:
-            outcomes = await self._loop.run_in_executor(
+            outcomes: list[Out | BaseException] = await self._loop.run_in_executor(
                 instance.executor, _run_isolating, instance.run_batch, [r.item for r in batch]
             )
         except BaseException as error:  # the executor itself failed; never strand callers

@@ -18,6 +18,11 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+ServiceName = Literal["stt", "tts", "jobs"]
+EngineName = Literal["piper", "kokoro"]
+ALL_SERVICES: tuple[ServiceName, ...] = ("stt", "tts", "jobs")
+ALL_ENGINES: tuple[EngineName, ...] = ("piper", "kokoro")
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / ".venv" / "share" / "speech-models"
 
 
@@ -47,9 +52,7 @@ class ServerSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
     metrics_port: int = Field(9464, ge=0, le=65535)
-    services: list[Literal["stt", "tts", "jobs"]] = Field(
-        default_factory=lambda: ["stt", "tts", "jobs"]
-    )
+    services: list[ServiceName] = Field(default_factory=lambda: list(ALL_SERVICES))
     #: Largest request accepted: 10 minutes of 16 kHz 16-bit PCM is 19.2 MB.
     max_receive_message_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_send_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
@@ -91,9 +94,7 @@ class SttSettings(BaseModel):
 
 
 class TtsSettings(BaseModel):
-    engines: list[Literal["piper", "kokoro"]] = Field(
-        default_factory=lambda: ["piper", "kokoro"]
-    )
+    engines: list[EngineName] = Field(default_factory=lambda: list(ALL_ENGINES))
     default_piper_voice: str = "en_US-joe-medium"
     default_kokoro_voice: str = "af_heart"
     max_text_chars: int = Field(5000, ge=1)
@@ -145,6 +146,14 @@ class JobsSettings(BaseModel):
     result_ttl_s: int = Field(7 * 24 * 3600, ge=60)
     transcription_queue: str = "speech-transcription"
     synthesis_queue: str = "speech-synthesis"
+    #: Prefix of the job records, audio blobs and results in Redis.
+    key_prefix: str = "speech:jobs:"
+    #: A running job's owner renews its lease every third of this; when a worker dies the
+    #: lease lapses and another worker re-queues the job (long before visibility_timeout_s).
+    lease_ttl_s: float = Field(30.0, ge=1.0)
+    #: After SIGTERM a worker lets its current job run this long, then stops it between
+    #: windows and puts it back on the queue (keep it under the pod's termination grace).
+    worker_drain_s: float = Field(20.0, ge=0)
 
 
 class Settings(BaseSettings):

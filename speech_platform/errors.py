@@ -66,4 +66,5 @@ def grpc_status_for(error: BaseException) -> tuple[grpc.StatusCode, str, float |
         return grpc.StatusCode.UNAVAILABLE, "server is draining; retry on another replica", 0.1
     if isinstance(error, RequestCancelled):
         return grpc.StatusCode.CANCELLED, "request cancelled", None
-    return grpc.StatusCode.INTERNAL, f"internal error ({type(error).__name__}); see server log", None
+    internal = f"internal error ({type(error).__name__}); see server log"
+    return grpc.StatusCode.INTERNAL, internal, None

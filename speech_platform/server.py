@@ -66,11 +66,11 @@ class SpeechServer:
         """Opens the port and begins loading models in the background."""
         cfg = self.settings.server
         self.context.cache = _build_cache(self.settings)
-        for name in cfg.services:
-            module = importlib.import_module(SERVICE_BUILDERS[name])
+        for service_name in cfg.services:
+            module = importlib.import_module(SERVICE_BUILDERS[service_name])
             service: SpeechService = module.build(self.context)
             self.services.append(service)
-            self.context.services[name] = service
+            self.context.services[service_name] = service
         self.services.extend(self._extra)
 
         server = grpc.aio.server(

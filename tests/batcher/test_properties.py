@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -44,7 +44,7 @@ class Engine:
     started: asyncio.Event | None = None
     loop: asyncio.AbstractEventLoop | None = None
 
-    def factory(self, instance: int):  # noqa: ANN201 - returns the batch function
+    def factory(self, instance: int) -> Callable[[list[int]], Sequence[int | BaseException]]:
         def run_batch(items: list[int]) -> Sequence[int | BaseException]:
             if self.started is not None and self.loop is not None:
                 self.loop.call_soon_threadsafe(self.started.set)
@@ -70,7 +70,9 @@ async def start(engine: Engine, policy: BatchPolicy, instances: int = 1) -> Batc
     return batcher
 
 
-async def hold_instances(batcher: Batcher[int, int], engine: Engine, count: int) -> list[asyncio.Task[int]]:
+async def hold_instances(
+    batcher: Batcher[int, int], engine: Engine, count: int
+) -> list[asyncio.Task[int]]:
     """Occupies every instance with a blocker item (values >= 10_000) until the gate opens."""
     blockers = []
     for i in range(count):
@@ -111,7 +113,10 @@ def test_every_request_gets_exactly_one_correct_outcome(
         engine = Engine()
         batcher = await start(engine, policy, instances)
         blockers = await hold_instances(batcher, engine, instances)
-        work = [(i if item >= 0 else -(i + 1), *rest) for i, (item, *rest) in enumerate(reqs)]
+        work = [
+            (i if item >= 0 else -(i + 1), cost, priority, timeout, cancel)
+            for i, (item, cost, priority, timeout, cancel) in enumerate(reqs)
+        ]
         tasks = []
         for item, cost, priority, timeout, _ in work:
             tasks.append(

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from speech_platform.config import Settings, load_settings
+from speech_platform.config import ServiceName, Settings, load_settings
 from speech_platform.server import SpeechServer
 from speech_platform.service import SpeechService
 
@@ -77,7 +78,7 @@ def test_settings(services: Sequence[str] = ("stt",), **overrides: object) -> Se
     settings.server.host = "127.0.0.1"
     settings.server.port = 0
     settings.server.metrics_port = 0
-    settings.server.services = list(services)  # type: ignore[assignment]
+    settings.server.services = [cast(ServiceName, name) for name in services]
     settings.server.drain_grace_s = 5.0
     return settings
 
