@@ -61,7 +61,8 @@ fi
 "$PY" -m stt_service.assets
 "$PY" -m tts_service.assets
 
-# 4. recorded speech for the tests (Debian pocketsphinx-testdata), only for the test command.
+# 4. test-only assets: recorded speech (Debian pocketsphinx-testdata) and tools (buf).
 if [ "$want_dev" = "--dev" ]; then
     "$PY" scripts/fetch_testdata.py
+    "$PY" scripts/fetch_buf.py
 fi

@@ -13,9 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def generate(out_dir: Path) -> None:
-    from grpc_tools import protoc  # build-time dependency only
-
     import grpc_tools
+    from grpc_tools import protoc  # build-time dependency only
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     protos = sorted(str(p.relative_to(ROOT / "protos")) for p in (ROOT / "protos").rglob("*.proto"))
