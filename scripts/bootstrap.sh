@@ -61,8 +61,9 @@ fi
 "$PY" -m stt_service.assets
 "$PY" -m tts_service.assets
 
-# 4. test-only assets: recorded speech (Debian pocketsphinx-testdata) and tools (buf).
+# 4. test-only assets: recorded speech (Debian pocketsphinx-testdata), buf, promtool.
 if [ "$want_dev" = "--dev" ]; then
     "$PY" scripts/fetch_testdata.py
     "$PY" scripts/fetch_buf.py
+    "$PY" scripts/fetch_tools.py
 fi

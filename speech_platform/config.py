@@ -48,6 +48,30 @@ class BatcherSettings(BaseModel):
     target_latency_ms: float = Field(0.0, ge=0)
 
 
+class SttBatcherSettings(BatcherSettings):
+    """Whisper windows: batching pays a little (decoder), queues are deep (long audio)."""
+
+    max_batch_size: int = Field(8, ge=1, le=1024)
+    max_queue_delay_ms: float = Field(10.0, ge=0)
+    max_queue_size: int = Field(512, ge=1)
+
+
+class PiperBatcherSettings(BatcherSettings):
+    """Piper sentences: one per call (padded batches lose on a small CPU), scaled by instances."""
+
+    max_batch_size: int = Field(1, ge=1, le=1024)
+    max_queue_delay_ms: float = Field(0.0, ge=0)
+    max_queue_size: int = Field(512, ge=1)
+
+
+class KokoroBatcherSettings(BatcherSettings):
+    """Kokoro sentences: the ONNX graph takes batch 1."""
+
+    max_batch_size: int = Field(1, ge=1, le=1)
+    max_queue_delay_ms: float = Field(0.0, ge=0)
+    max_queue_size: int = Field(128, ge=1)
+
+
 class ServerSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
@@ -80,17 +104,17 @@ class SttSettings(BaseModel):
     default_beam_size: int = Field(5, ge=1, le=10)
     #: Longest audio a unary Transcribe accepts, in seconds (longer goes to a job).
     max_audio_seconds: float = Field(600.0, gt=0)
-    batcher: BatcherSettings = Field(
-        default_factory=lambda: BatcherSettings(
-            max_batch_size=8, max_queue_delay_ms=10.0, max_queue_size=512
-        )
-    )
+    batcher: SttBatcherSettings = Field(default_factory=SttBatcherSettings)
     # streaming recognition
     max_stream_seconds: float = Field(3600.0, gt=0)
     stream_idle_timeout_s: float = Field(30.0, gt=0)
     max_stream_chunk_bytes: int = Field(1024 * 1024, ge=1024)
     default_interim_interval_ms: int = Field(1000, ge=100)
     default_endpoint_silence_ms: int = Field(600, ge=100)
+    #: Interim decodes (of all streams) admitted into a model's batcher at once; 0 = one
+    #: fewer than its instances (at least 1), keeping an instance free for finals
+    #: (see stt_service/streaming/gate.py).
+    stream_interim_slots: int = Field(0, ge=0, le=1024)
 
 
 class TtsSettings(BaseModel):
@@ -104,16 +128,8 @@ class TtsSettings(BaseModel):
     piper_padded_batching: bool = False
     kokoro_instances: int = Field(1, ge=1, le=64)
     kokoro_threads: int = Field(2, ge=0, le=64)
-    piper_batcher: BatcherSettings = Field(
-        default_factory=lambda: BatcherSettings(
-            max_batch_size=1, max_queue_delay_ms=0.0, max_queue_size=512
-        )
-    )
-    kokoro_batcher: BatcherSettings = Field(
-        default_factory=lambda: BatcherSettings(
-            max_batch_size=1, max_queue_delay_ms=0.0, max_queue_size=128
-        )
-    )
+    piper_batcher: PiperBatcherSettings = Field(default_factory=PiperBatcherSettings)
+    kokoro_batcher: KokoroBatcherSettings = Field(default_factory=KokoroBatcherSettings)
 
 
 class CacheSettings(BaseModel):

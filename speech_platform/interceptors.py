@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -83,7 +84,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                wrap.streaming(handler.unary_stream),
+                wrap.for_streaming(handler.unary_stream),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -94,7 +95,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            wrap.streaming(handler.stream_stream),
+            wrap.for_streaming(handler.stream_stream),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -168,6 +169,13 @@ class _Wrapper:
                 self._finish(context, started, code)
 
         return call
+
+    def for_streaming(self, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        """Streaming handlers come in two styles: async generators that yield responses,
+        and coroutines that write them with ``context.write`` (grpc.health.v1 Watch)."""
+        if inspect.isasyncgenfunction(behaviour):
+            return self.streaming(behaviour)
+        return self.unary(behaviour)
 
     def streaming(
         self, behaviour: Callable[..., AsyncIterator[Any]]

@@ -83,6 +83,9 @@ def test_settings(services: Sequence[str] = ("stt",), **overrides: object) -> Se
     return settings
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @asynccontextmanager
 async def running_server(
     settings: Settings | None = None,
