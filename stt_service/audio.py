@@ -1,0 +1,358 @@
+"""Turns the audio bytes of a request into 16 kHz mono float32, or says exactly what is wrong.
+
+Containers (WAV, FLAC, MP3, Ogg/Opus) are recognised by their content, never by the
+declared encoding, since callers often mislabel files; raw LINEAR16 and MULAW have no
+header, so they need the sample rate (and channel count) from the request. Everything is
+decoded in memory with PyAV (bundled FFmpeg): nothing touches the disk.
+
+Every input problem raises :class:`speech_platform.errors.InvalidArgument` with a message a
+caller can act on; a truncated file is refused rather than silently transcribed in part.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from speech.v1 import common_pb2
+from speech_platform.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+TARGET_RATE = 16000
+#: Container formats accepted by auto-detection (FFmpeg demuxer names).
+CONTAINERS = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3", "ogg": "Ogg"}
+RAW_ENCODINGS = (common_pb2.AUDIO_ENCODING_LINEAR16, common_pb2.AUDIO_ENCODING_MULAW)
+MIN_RAW_RATE, MAX_RAW_RATE = 4000, 384000
+MAX_CHANNELS = 32
+#: Decoded audio may fall this much short of the declared duration (codec delay, rounding)
+#: before the file counts as truncated: a fixed part plus a fraction of the declared length.
+_SHORTFALL_S = 0.1
+_SHORTFALL_FRACTION = 0.01
+_ERROR_SHORTFALL_S = 0.02
+#: Resampling in pieces keeps PyAV frames a sane size for long raw inputs.
+_RESAMPLE_CHUNK = 1 << 18
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """16 kHz mono float32 samples in [-1, 1], and where they came from."""
+
+    samples: np.ndarray
+    #: "WAV", "FLAC", "MP3", "Ogg", "LINEAR16" or "MULAW".
+    source_format: str
+    source_rate: int
+    source_channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / TARGET_RATE
+
+
+def decode_audio(
+    data: bytes,
+    *,
+    encoding: int = common_pb2.AUDIO_ENCODING_UNSPECIFIED,
+    sample_rate_hertz: int = 0,
+    audio_channel_count: int = 0,
+    max_seconds: float | None = None,
+) -> DecodedAudio:
+    """Decodes a request's audio to 16 kHz mono float32.
+
+    ``encoding`` is a speech.v1 AudioEncoding value; for containers it is only a hint (the
+    content decides). ``max_seconds`` stops decoding as soon as the audio is known to be
+    longer, so a small compressed file cannot expand into hours of samples in memory.
+    """
+    check_audio_config(
+        data,
+        encoding=encoding,
+        sample_rate_hertz=sample_rate_hertz,
+        audio_channel_count=audio_channel_count,
+    )
+    if encoding in RAW_ENCODINGS:
+        decoded = _decode_raw(
+            data, encoding, sample_rate_hertz, audio_channel_count or 1, max_seconds
+        )
+    else:
+        decoded = _decode_container(data, max_seconds)
+    if len(decoded.samples) == 0:
+        raise InvalidArgument(f"audio ({decoded.source_format}) contains no samples")
+    if max_seconds is not None and decoded.duration_s > max_seconds:
+        raise _too_long(decoded.duration_s, max_seconds)
+    return decoded
+
+
+def check_audio_config(
+    data: bytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
+) -> None:
+    """The checks that need no decoding; callers run them before a cache lookup too."""
+    if encoding not in common_pb2.AudioEncoding.values():
+        raise InvalidArgument(f"config.encoding: unknown AudioEncoding value {encoding}")
+    if sample_rate_hertz < 0:
+        raise InvalidArgument(f"config.sample_rate_hertz must be >= 0, got {sample_rate_hertz}")
+    if not 0 <= audio_channel_count <= MAX_CHANNELS:
+        raise InvalidArgument(
+            f"config.audio_channel_count must lie in 0..{MAX_CHANNELS} (0 means 1), "
+            f"got {audio_channel_count}"
+        )
+    if not data:
+        raise InvalidArgument("audio is empty (0 bytes)")
+    if encoding in RAW_ENCODINGS:
+        name = common_pb2.AudioEncoding.Name(encoding).removeprefix("AUDIO_ENCODING_")
+        if sample_rate_hertz == 0:
+            raise InvalidArgument(
+                f"config.sample_rate_hertz is required for raw {name} audio (it has no header)"
+            )
+        if not MIN_RAW_RATE <= sample_rate_hertz <= MAX_RAW_RATE:
+            raise InvalidArgument(
+                f"config.sample_rate_hertz must lie in {MIN_RAW_RATE}..{MAX_RAW_RATE} for raw "
+                f"{name} audio, got {sample_rate_hertz}"
+            )
+
+
+def _too_long(seconds: float, max_seconds: float, *, at_least: bool = False) -> InvalidArgument:
+    length = f"longer than {max_seconds:g} s" if at_least else f"{seconds:.1f} s long"
+    return InvalidArgument(
+        f"audio is {length}; this server accepts at most {max_seconds:g} s per "
+        "Transcribe call (use the Jobs service for longer recordings)"
+    )
+
+
+# --------------------------------------------------------------------------- raw PCM
+
+
+def _decode_raw(
+    data: bytes, encoding: int, rate: int, channels: int, max_seconds: float | None
+) -> DecodedAudio:
+    name = common_pb2.AudioEncoding.Name(encoding).removeprefix("AUDIO_ENCODING_")
+    bytes_per_sample = 2 if encoding == common_pb2.AUDIO_ENCODING_LINEAR16 else 1
+    frame_bytes = bytes_per_sample * channels
+    if len(data) % frame_bytes:
+        raise InvalidArgument(
+            f"raw {name} audio is truncated: {len(data)} bytes is not a whole number of "
+            f"{frame_bytes}-byte frames ({channels} channel(s) x {bytes_per_sample} byte(s))"
+        )
+    seconds = len(data) / frame_bytes / rate
+    if max_seconds is not None and seconds > max_seconds:
+        raise _too_long(seconds, max_seconds)  # before allocating any samples
+    if encoding == common_pb2.AUDIO_ENCODING_LINEAR16:
+        interleaved = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    else:
+        interleaved = mulaw_to_float(np.frombuffer(data, dtype=np.uint8))
+    mono = interleaved.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    return DecodedAudio(resample_mono(mono, rate), name, rate, channels)
+
+
+def mulaw_to_float(codes: np.ndarray) -> np.ndarray:
+    """G.711 mu-law bytes to float32 in [-1, 1] (the ITU-T expansion, bit by bit)."""
+    inverted = ~codes.astype(np.uint8)
+    sign = (inverted & 0x80) != 0
+    exponent = ((inverted >> 4) & 0x07).astype(np.int32)
+    mantissa = (inverted & 0x0F).astype(np.int32)
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    linear = np.where(sign, -magnitude, magnitude)
+    return (linear / 32768.0).astype(np.float32)
+
+
+def resample_mono(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Mono float32 at ``rate`` to mono float32 at 16 kHz (FFmpeg's swresample)."""
+    if rate == TARGET_RATE:
+        return np.ascontiguousarray(samples, dtype=np.float32)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=TARGET_RATE)
+    pieces: list[np.ndarray] = []
+    for start in range(0, len(samples), _RESAMPLE_CHUNK):
+        chunk = np.ascontiguousarray(samples[start : start + _RESAMPLE_CHUNK], np.float32)
+        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+        frame.sample_rate = rate
+        pieces.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+    pieces.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def _decode_container(data: bytes, max_seconds: float | None) -> DecodedAudio:
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, EOFError, ValueError) as error:
+        raise InvalidArgument(
+            "audio could not be decoded: not a WAV, FLAC, MP3 or Ogg/Opus file "
+            "(for headerless PCM set config.encoding to LINEAR16 or MULAW with "
+            f"sample_rate_hertz) [{_reason(error)}]"
+        ) from None
+    with container:
+        format_name = container.format.name
+        label = next((CONTAINERS[n] for n in format_name.split(",") if n in CONTAINERS), None)
+        if label is None:
+            raise InvalidArgument(
+                f"audio container {format_name!r} is not supported; "
+                "send WAV, FLAC, MP3, Ogg/Opus, or raw LINEAR16/MULAW"
+            )
+        if not container.streams.audio:
+            raise InvalidArgument(f"the {label} file holds no audio stream")
+        stream = container.streams.audio[0]
+        declared_s = _declared_seconds(stream)
+        rate = int(stream.rate or 0)
+        channels = int(stream.channels or 0)
+        mono_pieces, native_rate, failure = _decode_stream_mono(container, stream, max_seconds)
+    samples_native = np.concatenate(mono_pieces) if mono_pieces else np.zeros(0, np.float32)
+    decoded_s = len(samples_native) / native_rate if native_rate else 0.0
+    if max_seconds is not None and decoded_s > max_seconds:
+        raise _too_long(decoded_s, max_seconds)
+    _check_complete(label, data, decoded_s, declared_s, failure)
+    return DecodedAudio(
+        resample_mono(samples_native, native_rate) if native_rate else samples_native,
+        label,
+        rate or native_rate,
+        channels,
+    )
+
+
+def _decode_stream_mono(
+    container: av.container.InputContainer,
+    stream: av.AudioStream,
+    max_seconds: float | None,
+) -> tuple[list[np.ndarray], int, str | None]:
+    """Decodes every frame, averaging channels at the native rate.
+
+    Returns the mono pieces, their rate and the first decoding error (or None). Averaging
+    here, not in FFmpeg's rematrix (which scales stereo by 0.707 per channel), keeps levels
+    the same as the raw-PCM path.
+    """
+    to_float = av.AudioResampler(format="fltp")
+    pieces: list[np.ndarray] = []
+    rate = 0
+    total = 0
+    failure: str | None = None
+    for frame in _frames(container, stream):
+        if isinstance(frame, str):
+            failure = failure or frame
+            continue
+        for converted in to_float.resample(frame):
+            planes = converted.to_ndarray()
+            if rate and converted.sample_rate != rate:
+                raise InvalidArgument("audio changes sample rate mid-stream; not supported")
+            rate = converted.sample_rate
+            pieces.append(planes.mean(axis=0, dtype=np.float32))
+            total += planes.shape[1]
+        if max_seconds is not None and rate and total / rate > max_seconds + 1.0:
+            raise _too_long(total / rate, max_seconds, at_least=True)
+    for converted in to_float.resample(None):
+        rate = rate or converted.sample_rate
+        pieces.append(converted.to_ndarray().mean(axis=0, dtype=np.float32))
+    return pieces, rate, failure
+
+
+def _frames(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> Iterator[av.AudioFrame | str]:
+    """Decoded frames; a decoding error is yielded as its description and decoding goes on."""
+    frames: Iterable[av.AudioFrame] = container.decode(stream)
+    iterator = iter(frames)
+    while True:
+        try:
+            frame = next(iterator)
+        except StopIteration:
+            return
+        except (av.error.InvalidDataError, av.error.EOFError) as error:
+            yield _reason(error)
+            continue
+        except av.error.FFmpegError as error:
+            yield _reason(error)
+            return
+        frame.pts = None  # frames with odd timestamps still count as audio
+        yield frame
+
+
+def _declared_seconds(stream: av.AudioStream) -> float | None:
+    """The duration the file's header promises (FLAC STREAMINFO, MP3 Xing/Info), if any."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _check_complete(
+    label: str, data: bytes, decoded_s: float, declared_s: float | None, failure: str | None
+) -> None:
+    """Refuses files that end early: header promises more, or the container is cut off."""
+    structural = _structural_truncation(label, data)
+    if structural:
+        raise InvalidArgument(f"{label} audio is truncated: {structural}")
+    # Codec delay explains a small shortfall; after a decoding error it cannot.
+    allowed = (
+        _ERROR_SHORTFALL_S if failure else _SHORTFALL_S + _SHORTFALL_FRACTION * (declared_s or 0.0)
+    )
+    short = declared_s is not None and decoded_s < declared_s - allowed
+    if short:
+        raise InvalidArgument(
+            f"{label} audio is truncated or corrupt: the header declares {declared_s:.2f} s "
+            f"but only {decoded_s:.2f} s could be decoded" + (f" ({failure})" if failure else "")
+        )
+    if failure:
+        if decoded_s == 0:
+            raise InvalidArgument(f"{label} audio could not be decoded: {failure}")
+        if declared_s is None:
+            raise InvalidArgument(
+                f"{label} audio is corrupt or truncated: decoding failed after "
+                f"{decoded_s:.2f} s ({failure})"
+            )
+        log.info("tolerated a decoding error in complete audio", extra={"error": failure})
+
+
+def _structural_truncation(label: str, data: bytes) -> str | None:
+    if label == "WAV":
+        return _wav_truncation(data)
+    if label == "Ogg":
+        return _ogg_truncation(data)
+    return None
+
+
+def _wav_truncation(data: bytes) -> str | None:
+    """FFmpeg quietly shrinks a WAV's data chunk to the bytes present; compare with the header."""
+    if data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return None  # RF64 and friends: trust the demuxer
+    endian = "<" if data[:4] == b"RIFF" else ">"
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk_id = data[offset : offset + 4]
+        (size,) = struct.unpack(endian + "I", data[offset + 4 : offset + 8])
+        body = offset + 8
+        if chunk_id == b"data":
+            if size in (0, 0xFFFFFFFF):
+                return None  # written by a streaming encoder that did not know the length
+            present = len(data) - body
+            if present < size:
+                return f"the data chunk declares {size} bytes but only {present} are present"
+            return None
+        offset = body + size + (size & 1)
+    return "no data chunk"
+
+
+def _ogg_truncation(data: bytes) -> str | None:
+    """A complete Ogg stream ends with a whole page flagged end-of-stream."""
+    last = data.rfind(b"OggS")
+    if last < 0 or last + 27 > len(data):
+        return "the last Ogg page is cut off"
+    header_type = data[last + 5]
+    segments = data[last + 26]
+    table_end = last + 27 + segments
+    if table_end > len(data):
+        return "the last Ogg page is cut off"
+    body = sum(data[last + 27 : table_end])
+    if table_end + body > len(data):
+        return "the last Ogg page is cut off"
+    if not header_type & 0x04:
+        return "the stream has no end-of-stream page"
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return str(text)

@@ -1,0 +1,217 @@
+"""Measures the STT engine settings side by side, to choose the defaults of ``stt``.
+
+    python -m stt_service.measure [--rounds 2] [--clients 16] [--json out.json]
+
+Each configuration runs in its own subprocess (so peak RSS and CTranslate2 thread pools do
+not mix), rounds interleave the configurations (this machine is shared and noisy), and
+every figure is reported next to the baseline: the same model served one request at a time
+with library defaults (``WhisperModel(path).transcribe(audio)``). In-process, no gRPC:
+this isolates the engine, instances and batching; ``speech-bench`` measures the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: name -> (instances, cpu_threads, max_batch_size, max_queue_delay_ms)
+CONFIGS: dict[str, tuple[int, int, int, float]] = {
+    "2 inst x 1 thr, batch 8, 10 ms": (2, 1, 8, 10.0),
+    "2 inst x 1 thr, batch 4, 0 ms": (2, 1, 4, 0.0),
+    "2 inst x 1 thr, batch 1, 0 ms": (2, 1, 1, 0.0),
+    "1 inst x 2 thr, batch 8, 10 ms": (1, 2, 8, 10.0),
+    "1 inst x 2 thr, batch 1, 0 ms": (1, 2, 1, 0.0),
+}
+BASELINE = "library defaults, one at a time"
+
+
+def _clips() -> list[np.ndarray]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from fetch_testdata import testdata_dir
+
+    folder = testdata_dir()
+    clips = []
+    for path in sorted((folder / "librivox").glob("*.wav")):
+        with wave.open(str(path)) as reader:
+            pcm = reader.readframes(reader.getnframes())
+        clips.append(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0)
+    raw = (folder / "goforward.raw").read_bytes()
+    clips.append(np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0)
+    return clips
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cpu_s() -> float:
+    """CPU seconds this process used so far, all threads: robust to a busy machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _run_config(name: str, clients: int) -> dict[str, Any]:
+    from speech_platform.config import SttBatcherSettings, SttSettings
+    from stt_service.options import TranscribeOptions
+    from stt_service.transcriber import Transcriber
+
+    instances, threads, batch, delay = CONFIGS[name]
+    settings = SttSettings(
+        instances=instances,
+        cpu_threads=threads,
+        batcher=SttBatcherSettings(
+            max_batch_size=batch, max_queue_delay_ms=delay, max_queue_size=512
+        ),
+    )
+    clips = _clips()
+    transcriber = Transcriber(settings)
+    await transcriber.start()
+    options = TranscribeOptions(language="en")
+    await transcriber.transcribe(clips[0], options)  # warm-up
+    single = []
+    for clip in clips:
+        started = time.perf_counter()
+        await transcriber.transcribe(clip, options)
+        single.append((time.perf_counter() - started, len(clip) / 16000))
+    load = [clips[i % len(clips)] for i in range(clients)]
+    latencies: list[float] = []
+
+    async def one(clip: np.ndarray) -> None:
+        started = time.perf_counter()
+        await transcriber.transcribe(clip, options)
+        latencies.append(time.perf_counter() - started)
+
+    observer = transcriber.model().observer
+    observer.batch_sizes.clear()
+    cpu = _cpu_s()
+    started = time.perf_counter()
+    await asyncio.gather(*(one(clip) for clip in load))
+    wall = time.perf_counter() - started
+    cpu = _cpu_s() - cpu
+    sizes = dict(observer.batch_sizes)
+    await transcriber.stop(5.0)
+    return _summary(name, single, load, wall, cpu, latencies, sizes)
+
+
+def _run_baseline(clients: int) -> dict[str, Any]:
+    from faster_whisper import WhisperModel
+
+    from stt_service.assets import model_path
+
+    model = WhisperModel(str(model_path("tiny.en")))
+    clips = _clips()
+
+    def transcribe(clip: np.ndarray) -> str:
+        segments, _info = model.transcribe(clip)
+        return "".join(s.text for s in segments)
+
+    transcribe(clips[0])  # warm-up
+    single = []
+    for clip in clips:
+        started = time.perf_counter()
+        transcribe(clip)
+        single.append((time.perf_counter() - started, len(clip) / 16000))
+    load = [clips[i % len(clips)] for i in range(clients)]
+    latencies = []
+    cpu = _cpu_s()
+    started = time.perf_counter()
+    for clip in load:  # one at a time: every request waits for those before it
+        transcribe(clip)
+        latencies.append(time.perf_counter() - started)
+    wall = time.perf_counter() - started
+    cpu = _cpu_s() - cpu
+    return _summary(BASELINE, single, load, wall, cpu, latencies, {})
+
+
+def _summary(
+    name: str,
+    single: list[tuple[float, float]],
+    load: list[np.ndarray],
+    wall: float,
+    cpu: float,
+    latencies: list[float],
+    sizes: dict[int, int],
+) -> dict[str, Any]:
+    audio_s = sum(len(c) for c in load) / 16000
+    return {
+        "cpu_s_per_audio_s": cpu / audio_s,
+        "config": name,
+        "single_latency_s": statistics.mean(t for t, _ in single),
+        "single_rtf": statistics.mean(t / d for t, d in single),
+        "throughput_audio_s_per_s": audio_s / wall,
+        "concurrent_wall_s": wall,
+        "concurrent_p50_s": statistics.median(latencies),
+        "concurrent_max_s": max(latencies),
+        "batch_sizes": sizes,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _spawn(name: str, clients: int) -> dict[str, Any]:
+    command = [sys.executable, "-m", "stt_service.measure", "--run", name]
+    command += ["--clients", str(clients)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--only", action="append", default=[], help="measure only configs named so (repeatable)"
+    )
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run:
+        if args.run == BASELINE:
+            result = _run_baseline(args.clients)
+        else:
+            result = asyncio.run(_run_config(args.run, args.clients))
+        print(json.dumps(result))
+        return
+    runs: dict[str, list[dict[str, Any]]] = {}
+    chosen = [name for name in CONFIGS if not args.only or name in args.only]
+    for _round in range(args.rounds):
+        for name in [BASELINE, *chosen]:
+            runs.setdefault(name, []).append(_spawn(name, args.clients))
+            print(json.dumps(runs[name][-1]), file=sys.stderr)
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    base = median(BASELINE, "throughput_audio_s_per_s")
+    base_cpu = median(BASELINE, "cpu_s_per_audio_s")
+    print(
+        f"{'config':34} {'1-req s':>7} {'RTF':>6} {'thr x':>6} {'cpu/aud':>7} "
+        f"{'cpu x':>6} {'p50 s':>6} {'RSS MB':>7}"
+    )
+    for name, results in runs.items():
+        print(
+            f"{name:34} {median(name, 'single_latency_s'):7.2f} "
+            f"{median(name, 'single_rtf'):6.3f} "
+            f"{median(name, 'throughput_audio_s_per_s') / base:6.2f} "
+            f"{median(name, 'cpu_s_per_audio_s'):7.3f} "
+            f"{base_cpu / median(name, 'cpu_s_per_audio_s'):6.2f} "
+            f"{median(name, 'concurrent_p50_s'):6.2f} "
+            f"{max(r['peak_rss_mb'] for r in results):7.0f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""What a caller may ask of a transcription, checked once at the edge.
+
+``TranscribeOptions`` is what a request says (empty means "server default");
+``DecodeOptions`` is what the engine runs with, every default filled in. The Transcriber
+resolves one into the other against the loaded models, so the servicer, the Jobs service
+and streaming all share the same rules and error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from speech.v1 import common_pb2, stt_pb2
+from speech_platform.errors import InvalidArgument
+
+MIN_BEAM, MAX_BEAM = 1, 10
+MAX_PROMPT_CHARS = 2000
+MAX_HOTWORDS = 100
+MAX_HOTWORD_CHARS = 100
+_LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}$")
+#: Old or alternative ISO 639 codes that Whisper knows under another name.
+_LANGUAGE_ALIASES = {"iw": "he", "in": "id", "ji": "yi", "jv": "jw", "nb": "no", "fil": "tl"}
+
+#: speech.v1 Priority -> batcher priority (higher is served first).
+_PRIORITIES: dict[int, int] = {
+    common_pb2.PRIORITY_UNSPECIFIED: 1,
+    common_pb2.PRIORITY_LOW: 0,
+    common_pb2.PRIORITY_NORMAL: 1,
+    common_pb2.PRIORITY_HIGH: 2,
+}
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """A request's recognition options, as given (empty or 0 = server default)."""
+
+    model: str = ""
+    #: BCP-47 or ISO 639-1; "" or "auto" = detect (multilingual) / the model's language.
+    language: str = ""
+    word_timestamps: bool = False
+    beam_size: int = 0
+    initial_prompt: str = ""
+    hotwords: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: stt_pb2.RecognitionConfig) -> TranscribeOptions:
+        return cls(
+            model=config.model.strip(),
+            language=config.language_code,
+            word_timestamps=config.enable_word_time_offsets,
+            beam_size=config.beam_size,
+            initial_prompt=config.initial_prompt,
+            hotwords=tuple(config.hotwords),
+        )
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Everything the engine needs for one window; hashable, so windows group by it."""
+
+    #: ISO 639-1 code, or None to detect it (multilingual models only).
+    language: str | None
+    beam_size: int
+    word_timestamps: bool = False
+    initial_prompt: str = ""
+    hotwords: tuple[str, ...] = field(default=())
+
+
+def batcher_priority(priority: int) -> int:
+    """speech.v1 Priority to the batcher's scale: LOW 0, NORMAL (and unset) 1, HIGH 2."""
+    if priority not in _PRIORITIES:
+        raise InvalidArgument(f"config.priority: unknown Priority value {priority}")
+    return _PRIORITIES[priority]
+
+
+def parse_language(code: str) -> str | None:
+    """ "de-DE" -> "de"; "" or "auto" -> None. Refuses anything that is not a language tag."""
+    text = code.strip().lower().replace("_", "-")
+    if text in ("", "auto"):
+        return None
+    primary = text.split("-", 1)[0]
+    if not _LANGUAGE_TAG.match(primary):
+        raise InvalidArgument(
+            f"config.language_code {code!r} is not a BCP-47 or ISO 639-1 code "
+            "(examples: 'en', 'de-DE', 'auto')"
+        )
+    return _LANGUAGE_ALIASES.get(primary, primary)
+
+
+def check_beam_size(beam_size: int, default: int) -> int:
+    if beam_size == 0:
+        return default
+    if not MIN_BEAM <= beam_size <= MAX_BEAM:
+        raise InvalidArgument(
+            f"config.beam_size must lie in {MIN_BEAM}..{MAX_BEAM} (0 = server default "
+            f"{default}), got {beam_size}"
+        )
+    return beam_size
+
+
+def check_prompt(initial_prompt: str, hotwords: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """Bounds the decoder prompt; blank hotwords are dropped."""
+    if len(initial_prompt) > MAX_PROMPT_CHARS:
+        raise InvalidArgument(
+            f"config.initial_prompt is {len(initial_prompt)} characters; at most "
+            f"{MAX_PROMPT_CHARS} are accepted"
+        )
+    if len(hotwords) > MAX_HOTWORDS:
+        raise InvalidArgument(
+            f"config.hotwords has {len(hotwords)} entries; at most {MAX_HOTWORDS} are accepted"
+        )
+    for index, word in enumerate(hotwords):
+        if len(word) > MAX_HOTWORD_CHARS:
+            raise InvalidArgument(
+                f"config.hotwords[{index}] is {len(word)} characters; at most "
+                f"{MAX_HOTWORD_CHARS} are accepted"
+            )
+    cleaned = tuple(w.strip() for w in hotwords if w.strip())
+    return initial_prompt.strip(), cleaned

@@ -1,0 +1,130 @@
+"""The speech.v1.SpeechToText servicer: request checks, audio decoding, cache, Transcriber.
+
+Errors are raised, never returned: the server's interceptor turns them into status codes
+(InvalidArgument -> INVALID_ARGUMENT, NotFound -> NOT_FOUND, batcher errors -> their codes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc
+from speech_platform.cache import ResponseCache, cache_key
+from speech_platform.config import SttSettings
+from speech_platform.errors import Unavailable
+from stt_service.audio import RAW_ENCODINGS, check_audio_config, decode_audio
+from stt_service.options import TranscribeOptions, batcher_priority
+from stt_service.transcriber import ResolvedOptions, Transcriber
+
+log = logging.getLogger(__name__)
+
+
+class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
+    def __init__(
+        self, transcriber: Transcriber, settings: SttSettings, cache: ResponseCache | None
+    ) -> None:
+        self._transcriber = transcriber
+        self._settings = settings
+        self._cache = cache
+
+    async def Transcribe(
+        self, request: stt_pb2.TranscribeRequest, context: grpc.aio.ServicerContext
+    ) -> stt_pb2.TranscribeResponse:
+        self._require_ready()
+        config = request.config
+        resolved = self._transcriber.resolve(TranscribeOptions.from_config(config))
+        priority = batcher_priority(config.priority)
+        check_audio_config(
+            request.audio,
+            encoding=config.encoding,
+            sample_rate_hertz=config.sample_rate_hertz,
+            audio_channel_count=config.audio_channel_count,
+        )
+        computed: list[stt_pb2.TranscribeResponse] = []
+
+        async def compute() -> bytes:
+            decoded = await asyncio.to_thread(
+                decode_audio,
+                request.audio,
+                encoding=config.encoding,
+                sample_rate_hertz=config.sample_rate_hertz,
+                audio_channel_count=config.audio_channel_count,
+                max_seconds=self._settings.max_audio_seconds,
+            )
+            response = await self._transcriber.transcribe(
+                decoded.samples, resolved, priority=priority, timeout_s=context.time_remaining()
+            )
+            computed.append(response)
+            return response.SerializeToString()
+
+        if self._cache is None:
+            await compute()
+            return computed[0]
+        value, hit = await self._cache.get_or_compute(
+            "stt", _cache_key(request, resolved), compute, skip=config.skip_cache
+        )
+        response = computed[0] if computed else stt_pb2.TranscribeResponse.FromString(value)
+        response.cache_hit = hit
+        return response
+
+    async def StreamingTranscribe(
+        self,
+        request_iterator: AsyncIterator[stt_pb2.StreamingTranscribeRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[stt_pb2.StreamingTranscribeResponse]:
+        # Live recognition (VAD endpointing; interim and final decodes through the same
+        # per-model batchers as Transcribe) lives in stt_service.streaming.
+        from stt_service.streaming import StreamingRecognizer
+
+        recognizer = StreamingRecognizer(self._transcriber, self._settings)
+        async for response in recognizer.serve(request_iterator, context):
+            yield response
+
+    async def ListModels(
+        self, request: stt_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> stt_pb2.ListModelsResponse:
+        self._require_ready()
+        default = self._transcriber.default_model
+        return stt_pb2.ListModelsResponse(
+            models=[
+                stt_pb2.ModelInfo(
+                    name=model.name,
+                    languages=list(model.languages),
+                    multilingual=model.multilingual,
+                    is_default=model.name == default,
+                    device=model.device,
+                    compute_type=model.compute_type,
+                    instances=model.instances,
+                )
+                for model in self._transcriber.models()
+            ]
+        )
+
+    def _require_ready(self) -> None:
+        if not self._transcriber.ready:
+            raise Unavailable("speech-to-text models are still loading; retry shortly")
+
+
+def _cache_key(request: stt_pb2.TranscribeRequest, resolved: ResolvedOptions) -> str:
+    """SHA-256 over the audio's SHA-256 and every option that changes the transcript.
+
+    A container's own header decides how it decodes, so its declared encoding, rate and
+    channel count are left out (the same file labelled differently still hits).
+    """
+    config = request.config
+    audio: dict[str, Any] = {"audio": hashlib.sha256(request.audio).hexdigest()}
+    if config.encoding in RAW_ENCODINGS:
+        audio |= {
+            "encoding": common_pb2.AudioEncoding.Name(config.encoding),
+            "sample_rate_hertz": config.sample_rate_hertz,
+            "audio_channel_count": config.audio_channel_count or 1,
+        }
+    else:
+        audio["encoding"] = "container"
+    return cache_key("stt", {**audio, **resolved.cache_parts()})

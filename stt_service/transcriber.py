@@ -1,0 +1,408 @@
+"""Speech to text for any caller in the process: the gRPC servicer, the Jobs service, streaming.
+
+A ``Transcriber`` owns one dynamic batcher per loaded Whisper model (label
+"whisper-<name>"), each with ``stt.instances`` engine instances. Every <= 30 s window of
+every request is one batch item, so the windows of one long recording and those of
+concurrent requests can share encoder and decoder calls. Long audio is cut at pauses (see
+windowing) and all its windows are submitted at once; a window whose decode stops early
+while speech goes on is decoded again from there. Results come back in order, with
+absolute times.
+
+    transcriber = Transcriber(settings.stt)
+    await transcriber.start()
+    response = await transcriber.transcribe(samples, TranscribeOptions(language="en"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ctranslate2
+import numpy as np
+
+from batcher import Batcher, BatchFunction, RecordingObserver
+from speech.v1 import stt_pb2
+from speech_platform.batching import make_batcher
+from speech_platform.config import SttSettings, get_settings
+from speech_platform.errors import InvalidArgument, NotFound
+from speech_platform.metrics import ENGINE_AUDIO_SECONDS
+from stt_service.assembly import build_response
+from stt_service.assets import MODELS, model_path
+from stt_service.options import (
+    DecodeOptions,
+    TranscribeOptions,
+    check_beam_size,
+    check_prompt,
+    parse_language,
+)
+from stt_service.whisper_engine import (
+    SAMPLE_RATE,
+    EngineConfig,
+    WhisperEngine,
+    WindowItem,
+    WindowResult,
+)
+from stt_service.windowing import Window, plan_windows, speech_seconds
+
+log = logging.getLogger(__name__)
+
+#: Called as windows finish: (windows done, windows in all).
+ProgressCallback = Callable[[int, int], None]
+#: A window is decoded again from where its text ended, when this much of it is left...
+CONTINUE_AFTER_S = 1.0
+#: ...and the VAD hears at least this much speech in what is left.
+MIN_UNHEARD_SPEECH_S = 0.3
+#: How many times one window may be decoded again.
+MAX_CONTINUATIONS = 3
+
+
+@dataclass
+class LoadedModel:
+    """A model the server serves, and the facts ListModels reports about it."""
+
+    name: str
+    #: The batcher's model label in metrics, e.g. "whisper-tiny.en".
+    label: str
+    instances: int
+    batcher: Batcher[WindowItem, WindowResult]
+    observer: RecordingObserver
+    multilingual: bool = False
+    languages: tuple[str, ...] = ()
+    device: str = ""
+    compute_type: str = ""
+
+
+@dataclass(frozen=True)
+class ResolvedOptions:
+    """A request's options checked against a loaded model, every default filled in."""
+
+    model: LoadedModel = field(compare=False)
+    decode: DecodeOptions
+
+    def cache_parts(self) -> dict[str, Any]:
+        """Everything here that changes the transcript, for the response cache key."""
+        return {
+            "model": self.model.name,
+            "language": self.decode.language or "auto",
+            "beam_size": self.decode.beam_size,
+            "word_timestamps": self.decode.word_timestamps,
+            "initial_prompt": self.decode.initial_prompt,
+            "hotwords": list(self.decode.hotwords),
+        }
+
+
+class Transcriber:
+    """Loads the configured Whisper models and transcribes 16 kHz mono audio with them."""
+
+    def __init__(self, settings: SttSettings | None = None, *, model_dir: Path | None = None):
+        self.settings = settings or get_settings().stt
+        self._model_dir = model_dir
+        names = list(dict.fromkeys([self.settings.default_model, *self.settings.models]))
+        unknown = [name for name in names if name not in MODELS]
+        if unknown:
+            raise ValueError(
+                f"stt.models names unknown model(s) {unknown}; known: {sorted(MODELS)}"
+            )
+        self._names = names
+        self.device = _resolve_device(self.settings.device)
+        self._models: dict[str, LoadedModel] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Loads every model (all instances in parallel, each in its own thread)."""
+        for name in self._names:
+            self._models[name] = await self._load(name)
+
+    async def _load(self, name: str) -> LoadedModel:
+        path = await asyncio.to_thread(model_path, name, self._model_dir)
+        settings = self.settings
+        device = self.device
+        gpus = ctranslate2.get_cuda_device_count() if device == "cuda" else 0
+        engines: list[WhisperEngine] = []
+
+        def factory(index: int) -> BatchFunction[WindowItem, WindowResult]:
+            engine = WhisperEngine(
+                EngineConfig(
+                    model_path=path,
+                    device=device,
+                    device_index=index % gpus if gpus else 0,
+                    compute_type=settings.compute_type,
+                    cpu_threads=settings.cpu_threads,
+                )
+            )
+            engines.append(engine)
+            return engine.run_batch
+
+        label = f"whisper-{name}"
+        batcher, observer = make_batcher(
+            factory, settings.batcher, model=label, instances=settings.instances
+        )
+        await batcher.start()
+        first = engines[0]
+        log.info(
+            "loaded whisper model",
+            extra={
+                "model": name,
+                "instances": settings.instances,
+                "device": first.device,
+                "compute_type": first.compute_type,
+            },
+        )
+        return LoadedModel(
+            name=name,
+            label=label,
+            instances=settings.instances,
+            batcher=batcher,
+            observer=observer,
+            multilingual=first.multilingual,
+            languages=tuple(first.languages),
+            device=first.device,
+            compute_type=first.compute_type,
+        )
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Lets queued windows finish within ``grace_s``, then frees every model."""
+        await asyncio.gather(*(m.batcher.close(grace_s) for m in self._models.values()))
+        self._models.clear()
+
+    # ------------------------------------------------------------------ models
+
+    @property
+    def ready(self) -> bool:
+        """True once every configured model is loaded."""
+        return len(self._models) == len(self._names)
+
+    @property
+    def default_model(self) -> str:
+        return self.settings.default_model
+
+    def models(self) -> list[LoadedModel]:
+        return list(self._models.values())
+
+    def model(self, name: str = "") -> LoadedModel:
+        """The loaded model called ``name`` ("" = default); NotFound names the choices."""
+        wanted = name or self.settings.default_model
+        loaded = self._models.get(wanted)
+        if loaded is None:
+            choices = ", ".join(repr(n) for n in self._models) or "none loaded yet"
+            raise NotFound(f"model {wanted!r} is not served here; available: {choices}")
+        return loaded
+
+    # ------------------------------------------------------------------ requests
+
+    def resolve(self, options: TranscribeOptions) -> ResolvedOptions:
+        """Checks a request's options against the loaded models; raises with a clear message."""
+        model = self.model(options.model)
+        language = parse_language(options.language)
+        if language is not None and language not in model.languages:
+            if not model.multilingual:
+                others = [m.name for m in self._models.values() if m.multilingual]
+                hint = (
+                    f"; use a multilingual model ({', '.join(others)})"
+                    if others
+                    else "; this server loads no multilingual model"
+                )
+                raise InvalidArgument(
+                    f"model {model.name!r} transcribes English only, so language_code "
+                    f"{options.language!r} cannot be served{hint}"
+                )
+            raise InvalidArgument(
+                f"language_code {options.language!r} is not one of the languages model "
+                f"{model.name!r} knows (see ListModels)"
+            )
+        if language is None and not model.multilingual:
+            language = model.languages[0] if model.languages else "en"
+        beam_size = check_beam_size(options.beam_size, self.settings.default_beam_size)
+        prompt, hotwords = check_prompt(options.initial_prompt, options.hotwords)
+        return ResolvedOptions(
+            model,
+            DecodeOptions(
+                language=language,
+                beam_size=beam_size,
+                word_timestamps=options.word_timestamps,
+                initial_prompt=prompt,
+                hotwords=hotwords,
+            ),
+        )
+
+    async def transcribe(
+        self,
+        samples: np.ndarray,
+        options: TranscribeOptions | ResolvedOptions,
+        *,
+        priority: int = 1,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> stt_pb2.TranscribeResponse:
+        """Transcribes 16 kHz mono float32 audio of any length.
+
+        ``priority``: batcher scale (0 low, 1 normal, 2 high); ``timeout_s``: the caller's
+        remaining deadline, after which windows still waiting are dropped (DeadlineExpired).
+        Windows the VAD hears no speech in are not decoded (silence gives an empty text).
+        When Whisper stops early in a window although speech goes on, the rest of that
+        window is decoded too (on_progress's total then grows by one).
+        """
+        resolved = options if isinstance(options, ResolvedOptions) else self.resolve(options)
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if len(samples) == 0:
+            raise InvalidArgument("audio contains no samples")
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        windows = await asyncio.to_thread(plan_windows, samples)
+        spoken = [w for w in windows if w.has_speech]
+        progress = _Progress(len(spoken), on_progress)
+        tasks = [
+            asyncio.ensure_future(
+                self._decode_to_the_end(samples, window, resolved, priority, deadline, progress)
+            )
+            for window in spoken
+        ]
+        try:
+            decoded = await asyncio.gather(*tasks)
+        finally:
+            await _cancel_unfinished(tasks)
+        duration = len(samples) / SAMPLE_RATE
+        ENGINE_AUDIO_SECONDS.labels(resolved.model.label).inc(duration)
+        return build_response(
+            [piece for pieces in decoded for piece in pieces],
+            model=resolved.model.name,
+            duration_s=duration,
+            fallback_language=resolved.decode.language or "",
+        )
+
+    async def _decode_to_the_end(
+        self,
+        samples: np.ndarray,
+        window: Window,
+        resolved: ResolvedOptions,
+        priority: int,
+        deadline: float | None,
+        progress: _Progress,
+    ) -> list[tuple[Window, WindowResult]]:
+        """Decodes a window, then again from where its text ended while speech goes on.
+
+        Whisper sometimes ends its output seconds before the end of a window (its clock
+        drifts ahead and it believes the audio is over); that speech would be lost.
+        """
+        pieces: list[tuple[Window, WindowResult]] = []
+        current = window
+        for attempt in range(MAX_CONTINUATIONS + 1):
+            result = await self._submit(resolved, current.take(samples), priority, deadline)
+            pieces.append((current, result))
+            if attempt == MAX_CONTINUATIONS:
+                break
+            if not stopped_early(current, result):
+                break
+            resume = await asyncio.to_thread(untranscribed_from, samples, current, result)
+            if resume is None:
+                break
+            log.debug(
+                "whisper stopped early; decoding the rest of the window",
+                extra={"model": resolved.model.name, "at_s": round(current.absolute_s(resume), 2)},
+            )
+            progress.grow()
+            progress.advance()
+            current = current.after(resume)
+        progress.advance()
+        return pieces
+
+    async def _submit(
+        self,
+        resolved: ResolvedOptions,
+        window: np.ndarray,
+        priority: int,
+        deadline: float | None,
+    ) -> WindowResult:
+        return await resolved.model.batcher.submit(
+            WindowItem(window, resolved.decode),
+            cost=len(window) / SAMPLE_RATE,
+            priority=priority,
+            timeout_s=None if deadline is None else deadline - time.monotonic(),
+        )
+
+    async def decode_windows(
+        self,
+        resolved: ResolvedOptions,
+        windows: Sequence[np.ndarray],
+        *,
+        priority: int = 1,
+        timeout_s: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[WindowResult]:
+        """Decodes <= 30 s windows once each (times relative to each window), all at once.
+
+        The building block for streaming (no VAD, no second pass here). If one window
+        fails, the others still waiting are withdrawn and the failure is raised.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        progress = _Progress(len(windows), on_progress)
+
+        async def one(window: np.ndarray) -> WindowResult:
+            result = await self._submit(resolved, window, priority, deadline)
+            progress.advance()
+            return result
+
+        tasks = [asyncio.ensure_future(one(window)) for window in windows]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            await _cancel_unfinished(tasks)
+
+
+class _Progress:
+    """Counts finished windows for an on_progress callback (the total may grow)."""
+
+    def __init__(self, total: int, callback: ProgressCallback | None) -> None:
+        self.total = total
+        self.done = 0
+        self._callback = callback
+
+    def grow(self) -> None:
+        self.total += 1
+
+    def advance(self) -> None:
+        self.done += 1
+        if self._callback is not None:
+            self._callback(self.done, self.total)
+
+
+def stopped_early(window: Window, result: WindowResult) -> bool:
+    """The text ends over ``CONTINUE_AFTER_S`` before the window does (cheap; no VAD)."""
+    return result.text_end is not None and window.duration_s - result.text_end >= CONTINUE_AFTER_S
+
+
+def untranscribed_from(samples: np.ndarray, window: Window, result: WindowResult) -> float | None:
+    """Window time after which speech went untranscribed, or None when nothing did.
+
+    Suspect when the text ends over ``CONTINUE_AFTER_S`` before the window does, and
+    confirmed when the VAD hears at least ``MIN_UNHEARD_SPEECH_S`` of speech in the rest.
+    """
+    if result.text_end is None or not stopped_early(window, result):
+        return None
+    rest = window.after(result.text_end).take(samples)
+    return result.text_end if speech_seconds(rest) >= MIN_UNHEARD_SPEECH_S else None
+
+
+async def _cancel_unfinished(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Withdraws what is still waiting after a failure (the batcher never computes it)."""
+    pending = [task for task in tasks if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _resolve_device(device: str) -> str:
+    """ "auto" picks CUDA when CTranslate2 sees a GPU; "cuda" without one fails clearly."""
+    gpus = ctranslate2.get_cuda_device_count()
+    if device == "auto":
+        return "cuda" if gpus > 0 else "cpu"
+    if device == "cuda" and gpus == 0:
+        raise ValueError("stt.device is 'cuda' but CTranslate2 sees no CUDA device")
+    return device

@@ -1,0 +1,161 @@
+"""The Transcriber (the API jobs and streaming reuse): long audio, options, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from batcher import DeadlineExpired
+from speech_platform.config import SttBatcherSettings, SttSettings
+from speech_platform.errors import InvalidArgument, NotFound
+from stt_service.options import TranscribeOptions
+from stt_service.transcriber import Transcriber, untranscribed_from
+from stt_service.whisper_engine import WindowResult
+from stt_service.windowing import Window
+from tests.stt.media import join_with_silence, wer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest_asyncio.fixture(scope="module")
+async def transcriber():
+    settings = SttSettings(
+        models=["tiny.en"],
+        instances=2,
+        cpu_threads=1,
+        batcher=SttBatcherSettings(max_batch_size=4, max_queue_delay_ms=10, max_queue_size=64),
+    )
+    transcriber = Transcriber(settings)
+    await transcriber.start()
+    yield transcriber
+    await transcriber.stop(10.0)
+
+
+async def test_long_audio_is_windowed_with_absolute_times(transcriber, speech_clips):
+    clips = speech_clips[:5] + speech_clips[:5]
+    audio, spans = join_with_silence([c.samples for c in clips], gap_s=2.0)
+    assert len(audio) / 16000 > 60
+    progress: list[tuple[int, int]] = []
+    observer = transcriber.model().observer
+    before = sum(observer.batch_sizes.values())
+    response = await transcriber.transcribe(
+        audio,
+        TranscribeOptions(word_timestamps=True),
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    total = progress[-1][1]
+    assert total >= 2
+    assert progress == [(k, total) for k in range(1, total + 1)]
+    # The windows of this one request were decoded in fewer batches than windows.
+    assert sum(observer.batch_sizes.values()) - before < total
+
+    reference = " ".join(c.reference for c in clips)
+    print(
+        f"long audio ({len(audio) / 16000:.1f} s, {total} windows) WER:",
+        wer(reference, response.text),
+    )
+    assert wer(reference, response.text) <= 0.15
+    assert response.audio_duration_seconds == pytest.approx(len(audio) / 16000, abs=1e-3)
+    assert response.language_code == "en"
+
+    # Every clip's own words are found inside that clip's time span.
+    words = list(response.words)
+    for word_before, word_after in itertools.pairwise(words):
+        assert word_before.start_seconds <= word_after.start_seconds
+        assert word_after.start_seconds <= word_after.end_seconds
+    assert words[-1].end_seconds <= response.audio_duration_seconds
+    marker = {
+        "0870": "dashwood",
+        "0880": "young",
+        "0890": "selfish",
+        "0920": "respectable",
+        "0930": "himself",
+    }
+    for clip, (start, end) in zip(clips, spans, strict=True):
+        hits = [
+            w
+            for w in words
+            if marker[clip.name] in w.word.lower() and start - 0.5 <= w.start_seconds <= end + 0.5
+        ]
+        assert hits, f"{marker[clip.name]!r} not found within {start:.1f}-{end:.1f} s"
+    for segment in response.segments:
+        assert 0 <= segment.start_seconds <= segment.end_seconds <= len(audio) / 16000
+    assert [s.id for s in response.segments] == list(range(len(response.segments)))
+
+
+async def test_silence_gives_an_empty_transcript_without_decoding(transcriber):
+    observer = transcriber.model().observer
+    before = sum(observer.batch_sizes.values())
+    response = await transcriber.transcribe(np.zeros(16000 * 5, np.float32), TranscribeOptions())
+    assert response.text == "" and not response.segments
+    assert (response.language_code, response.language_probability) == ("en", 1.0)
+    assert sum(observer.batch_sizes.values()) == before
+
+
+async def test_options_are_checked_against_the_loaded_models(transcriber):
+    with pytest.raises(NotFound, match=r"'base' is not served here; available: 'tiny\.en'"):
+        transcriber.resolve(TranscribeOptions(model="base"))
+    with pytest.raises(InvalidArgument, match=r"English only.*'de-DE'"):
+        transcriber.resolve(TranscribeOptions(language="de-DE"))
+    with pytest.raises(InvalidArgument, match="not a BCP-47"):
+        transcriber.resolve(TranscribeOptions(language="english!"))
+    with pytest.raises(InvalidArgument, match=r"beam_size must lie in 1\.\.10"):
+        transcriber.resolve(TranscribeOptions(beam_size=-2))
+    with pytest.raises(InvalidArgument, match="initial_prompt is 2001 characters"):
+        transcriber.resolve(TranscribeOptions(initial_prompt="x" * 2001))
+    with pytest.raises(InvalidArgument, match="hotwords has 101 entries"):
+        transcriber.resolve(TranscribeOptions(hotwords=("a",) * 101))
+    resolved = transcriber.resolve(TranscribeOptions(language="EN-us", hotwords=(" x ", " ")))
+    assert resolved.decode.language == "en"
+    assert resolved.decode.beam_size == transcriber.settings.default_beam_size
+    assert resolved.decode.hotwords == ("x",)
+
+
+async def test_a_window_whose_deadline_passes_in_the_queue_is_never_decoded(
+    transcriber, speech_clips
+):
+    resolved = transcriber.resolve(TranscribeOptions())
+    observer = transcriber.model().observer
+    # Five windows at once: a batch of four (max_batch_size) and one of one, so both
+    # instances are busy for seconds.
+    busy = asyncio.ensure_future(
+        transcriber.decode_windows(resolved, [speech_clips[0].samples] * 5)
+    )
+    batcher = transcriber.model().batcher
+    async with asyncio.timeout(30):  # a bounded wait for a condition, not a fixed sleep
+        while batcher.running < 5:  # noqa: ASYNC110 - the batcher has no event for this
+            await asyncio.sleep(0.005)
+    expired_before = observer.rejections["deadline"]
+    with pytest.raises(DeadlineExpired):
+        # Ample time to reach the queue (the VAD takes milliseconds), far less than the
+        # seconds the batch of four computes.
+        await transcriber.transcribe(speech_clips[1].samples, resolved, timeout_s=1.0)
+    assert observer.rejections["deadline"] == expired_before + 1
+    results = await busy
+    assert len(results) == 5
+
+
+def test_speech_after_the_text_is_found_and_silence_is_not(speech_clips):
+    first, second = speech_clips[1], speech_clips[5]  # 3 s of LibriVox, then "go forward"
+    audio, (span_a, span_b) = join_with_silence([first.samples, second.samples], gap_s=1.0)
+    window = Window.whole(0, len(audio))
+
+    def text_ending(at_s: float | None) -> WindowResult:
+        return WindowResult(segments=(), language="en", language_probability=1.0, text_end=at_s)
+
+    # The text stopped after the first clip: the second went unheard, from there on.
+    assert untranscribed_from(audio, window, text_ending(span_a[1])) == span_a[1]
+    # The text reached the end of the speech: nothing left.
+    assert untranscribed_from(audio, window, text_ending(span_b[1] - 0.2)) is None
+    # No text at all is not "stopped early" (the model heard nothing to say).
+    assert untranscribed_from(audio, window, text_ending(None)) is None
+    # Only silence after the text.
+    padded = np.concatenate([first.samples, np.zeros(3 * 16000, np.float32)])
+    assert (
+        untranscribed_from(padded, Window.whole(0, len(padded)), text_ending(first.duration_s))
+        is None
+    )
