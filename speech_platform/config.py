@@ -107,6 +107,13 @@ class SttSettings(BaseModel):
     instances: int = Field(2, ge=1, le=64)
     cpu_threads: int = Field(1, ge=0, le=64)
     default_beam_size: int = Field(5, ge=1, le=10)
+    #: Decode several short windows of one batch as ONE 30 s window (stt_service/packing.py):
+    #: Whisper's encoder always runs on 30 s, so short clips otherwise pay for padding.
+    #: Needs batches of several windows (batcher.max_batch_size > 1).
+    pack_short_windows: bool = False
+    #: Windows longer than this are never packed; silence laid between packed windows.
+    pack_max_item_seconds: float = Field(10.0, gt=0, le=26.0)
+    pack_gap_seconds: float = Field(0.5, ge=0, le=5.0)
     #: Longest audio a unary Transcribe accepts, in seconds (longer goes to a job).
     max_audio_seconds: float = Field(600.0, gt=0)
     batcher: SttBatcherSettings = Field(default_factory=SttBatcherSettings)

@@ -1,0 +1,72 @@
+"""The celery backend's server when its Redis dies and comes back: clear UNAVAILABLE while it
+is gone (never UNKNOWN or INTERNAL), and service again without a restart afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+
+from speech.v1 import jobs_pb2, jobs_pb2_grpc
+from speech_platform.config import Settings
+from tests.jobs.conftest import jobs_channel, watch_job
+from tests.support.redis import RedisServerProcess, spawn_redis_server
+from tests.support.server import running_server
+from tests.support.server import test_settings as server_settings
+
+
+def jobs_only_settings(broker_url: str) -> Settings:
+    settings = server_settings(["jobs"])
+    settings.jobs.backend = "celery"
+    settings.jobs.broker_url = broker_url
+    # Nobody consumes this queue: the test is about the server, not workers.
+    settings.jobs.synthesis_queue = "speech-test-outage"
+    return settings
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServerProcess]:
+    with spawn_redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def jobs(redis_server: RedisServerProcess) -> AsyncIterator[jobs_pb2_grpc.JobsStub]:
+    async with (
+        running_server(jobs_only_settings(redis_server.url)) as server,
+        jobs_channel(server.address) as channel,
+    ):
+        yield jobs_pb2_grpc.JobsStub(channel)
+
+
+async def submit(jobs: jobs_pb2_grpc.JobsStub) -> jobs_pb2.Job:
+    request = jobs_pb2.SubmitSynthesisJobRequest(texts=["Tell me about yourself."])
+    return (await jobs.SubmitSynthesisJob(request)).job
+
+
+async def test_redis_outage_is_unavailable_and_service_resumes(
+    jobs: jobs_pb2_grpc.JobsStub, redis_server: RedisServerProcess
+):
+    job = await submit(jobs)
+    assert job.state == jobs_pb2.JOB_STATE_QUEUED
+    redis_server.kill()
+    calls = {
+        "get": jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.job_id)),
+        "cancel": jobs.CancelJob(jobs_pb2.CancelJobRequest(job_id=job.job_id)),
+        "list": jobs.ListJobs(jobs_pb2.ListJobsRequest()),
+        "submit": submit(jobs),
+        "watch": watch_job(jobs, job.job_id, timeout_s=60, rewatch=False),
+    }
+    for name, call in calls.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, name
+        assert "unreachable" in caught.value.details(), name
+    redis_server.start()  # an empty Redis on the same port
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.job_id))
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    again = await submit(jobs)
+    fetched = (await jobs.GetJob(jobs_pb2.GetJobRequest(job_id=again.job_id))).job
+    assert fetched.state == jobs_pb2.JOB_STATE_QUEUED
