@@ -7,6 +7,10 @@ not mix), rounds interleave the configurations (this machine is shared and noisy
 every figure is reported next to the baseline: the same model served one request at a time
 with library defaults (``WhisperModel(path).transcribe(audio)``). In-process, no gRPC:
 this isolates the engine, instances and batching; ``speech-bench`` measures the server.
+
+The concurrent load is short clips (3-10 s: the LibriVox clips and goforward.raw, alone
+and in pairs), the case that packing (``stt.pack_short_windows``) is for; every run also
+reports its mean WER against the references, and how many windows the encoder ran.
 """
 
 from __future__ import annotations
@@ -25,30 +29,77 @@ from typing import Any
 
 import numpy as np
 
-#: name -> (instances, cpu_threads, max_batch_size, max_queue_delay_ms)
-CONFIGS: dict[str, tuple[int, int, int, float]] = {
-    "2 inst x 1 thr, batch 8, 10 ms": (2, 1, 8, 10.0),
-    "2 inst x 1 thr, batch 4, 0 ms": (2, 1, 4, 0.0),
-    "2 inst x 1 thr, batch 1, 0 ms": (2, 1, 1, 0.0),
-    "1 inst x 2 thr, batch 8, 10 ms": (1, 2, 8, 10.0),
-    "1 inst x 2 thr, batch 1, 0 ms": (1, 2, 1, 0.0),
+from stt_service.packing import PackingPolicy
+
+#: name -> (instances, cpu_threads, max_batch_size, max_queue_delay_ms, pack_short_windows)
+CONFIGS: dict[str, tuple[int, int, int, float, bool]] = {
+    "2 inst x 1 thr, batch 8, 10 ms": (2, 1, 8, 10.0, False),
+    "2 inst x 1 thr, batch 4, 0 ms": (2, 1, 4, 0.0, False),
+    "2 inst x 1 thr, batch 1, 0 ms": (2, 1, 1, 0.0, False),
+    "1 inst x 2 thr, batch 8, 10 ms": (1, 2, 8, 10.0, False),
+    "1 inst x 2 thr, batch 1, 0 ms": (1, 2, 1, 0.0, False),
+    "2 inst x 1 thr, batch 8, 10 ms, packed": (2, 1, 8, 10.0, True),
+    "2 inst x 1 thr, batch 4, 10 ms, packed": (2, 1, 4, 10.0, True),
+    "2 inst x 1 thr, batch 4, 0 ms, packed": (2, 1, 4, 0.0, True),
+    "1 inst x 2 thr, batch 8, 10 ms, packed": (1, 2, 8, 10.0, True),
 }
+#: Silence between the two clips of a paired test clip.
+PAIR_GAP_S = 0.3
+#: Clips of the concurrent load are at most this long (packing's default limit).
+LOAD_MAX_S = PackingPolicy().max_item_seconds
 BASELINE = "library defaults, one at a time"
 
 
 def _clips() -> list[np.ndarray]:
+    return [samples for samples, _reference in _references()]
+
+
+def _references() -> list[tuple[np.ndarray, str]]:
+    """The test clips with their reference transcripts."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
     from fetch_testdata import testdata_dir
 
     folder = testdata_dir()
+    texts = {}
+    for line in (folder / "librivox" / "transcription").read_text().splitlines():
+        text, _, name = line.rpartition("(")
+        texts[name.strip(" )")] = text.replace("<s>", "").replace("</s>", "").strip()
     clips = []
     for path in sorted((folder / "librivox").glob("*.wav")):
         with wave.open(str(path)) as reader:
             pcm = reader.readframes(reader.getnframes())
-        clips.append(np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0)
+        samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+        clips.append((samples, texts[path.stem]))
     raw = (folder / "goforward.raw").read_bytes()
-    clips.append(np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0)
+    clips.append((np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0, "go forward ten meters"))
     return clips
+
+
+def _short_load(clients: int) -> list[tuple[np.ndarray, str]]:
+    """``clients`` clips of 3-10 s: each test clip alone, then pairs of them, in turn."""
+    singles = _references()
+    gap = np.zeros(int(PAIR_GAP_S * 16000), dtype=np.float32)
+    pairs = [
+        (np.concatenate([a, gap, b]), f"{ra} {rb}")
+        for i, (a, ra) in enumerate(singles)
+        for (b, rb) in singles[i + 1 :]
+        if (len(a) + len(gap) + len(b)) / 16000 <= LOAD_MAX_S
+    ]
+    mixed = [clip for clip in singles if len(clip[0]) / 16000 <= LOAD_MAX_S] + pairs
+    return [mixed[i % len(mixed)] for i in range(clients)]
+
+
+def _mean_wer(references: list[str], texts: list[str]) -> float:
+    import jiwer
+
+    def normalise(text: str) -> str:
+        return " ".join(
+            "".join(c if c.isalnum() or c == "'" else " " for c in text.lower()).split()
+        )
+
+    return statistics.mean(
+        float(jiwer.wer(normalise(r), normalise(t))) for r, t in zip(references, texts, strict=True)
+    )
 
 
 def _peak_rss_mb() -> float:
@@ -66,10 +117,11 @@ async def _run_config(name: str, clients: int) -> dict[str, Any]:
     from stt_service.options import TranscribeOptions
     from stt_service.transcriber import Transcriber
 
-    instances, threads, batch, delay = CONFIGS[name]
+    instances, threads, batch, delay, pack = CONFIGS[name]
     settings = SttSettings(
         instances=instances,
         cpu_threads=threads,
+        pack_short_windows=pack,
         batcher=SttBatcherSettings(
             max_batch_size=batch, max_queue_delay_ms=delay, max_queue_size=512
         ),
@@ -84,24 +136,32 @@ async def _run_config(name: str, clients: int) -> dict[str, Any]:
         started = time.perf_counter()
         await transcriber.transcribe(clip, options)
         single.append((time.perf_counter() - started, len(clip) / 16000))
-    load = [clips[i % len(clips)] for i in range(clients)]
+    short = _short_load(clients)
+    load = [clip for clip, _ in short]
     latencies: list[float] = []
 
-    async def one(clip: np.ndarray) -> None:
+    async def one(clip: np.ndarray) -> str:
         started = time.perf_counter()
-        await transcriber.transcribe(clip, options)
+        response = await transcriber.transcribe(clip, options)
         latencies.append(time.perf_counter() - started)
+        return str(response.text)
 
-    observer = transcriber.model().observer
+    model = transcriber.model()
+    observer = model.observer
     observer.batch_sizes.clear()
+    windows = sum(engine.windows_encoded for engine in model.engines)
     cpu = _cpu_s()
     started = time.perf_counter()
-    await asyncio.gather(*(one(clip) for clip in load))
+    texts = await asyncio.gather(*(one(clip) for clip in load))
     wall = time.perf_counter() - started
     cpu = _cpu_s() - cpu
+    windows = sum(engine.windows_encoded for engine in model.engines) - windows
     sizes = dict(observer.batch_sizes)
     await transcriber.stop(5.0)
-    return _summary(name, single, load, wall, cpu, latencies, sizes)
+    summary = _summary(name, single, load, wall, cpu, latencies, sizes)
+    summary["mean_wer"] = _mean_wer([r for _, r in short], list(texts))
+    summary["encoder_windows"] = windows
+    return summary
 
 
 def _run_baseline(clients: int) -> dict[str, Any]:
@@ -122,16 +182,21 @@ def _run_baseline(clients: int) -> dict[str, Any]:
         started = time.perf_counter()
         transcribe(clip)
         single.append((time.perf_counter() - started, len(clip) / 16000))
-    load = [clips[i % len(clips)] for i in range(clients)]
+    short = _short_load(clients)
+    load = [clip for clip, _ in short]
     latencies = []
+    texts = []
     cpu = _cpu_s()
     started = time.perf_counter()
     for clip in load:  # one at a time: every request waits for those before it
-        transcribe(clip)
+        texts.append(transcribe(clip))
         latencies.append(time.perf_counter() - started)
     wall = time.perf_counter() - started
     cpu = _cpu_s() - cpu
-    return _summary(BASELINE, single, load, wall, cpu, latencies, {})
+    summary = _summary(BASELINE, single, load, wall, cpu, latencies, {})
+    summary["mean_wer"] = _mean_wer([r for _, r in short], texts)
+    summary["encoder_windows"] = len(load)
+    return summary
 
 
 def _summary(
@@ -174,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", action="append", default=[], help="measure only configs named so (repeatable)"
     )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the library baseline")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run:
@@ -186,27 +252,32 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, list[dict[str, Any]]] = {}
     chosen = [name for name in CONFIGS if not args.only or name in args.only]
     for _round in range(args.rounds):
-        for name in [BASELINE, *chosen]:
+        for name in ([] if args.no_baseline else [BASELINE]) + chosen:
             runs.setdefault(name, []).append(_spawn(name, args.clients))
             print(json.dumps(runs[name][-1]), file=sys.stderr)
 
     def median(name: str, key: str) -> float:
         return statistics.median(r[key] for r in runs[name])
 
-    base = median(BASELINE, "throughput_audio_s_per_s")
-    base_cpu = median(BASELINE, "cpu_s_per_audio_s")
+    # Ratios are to the baseline, or without it to the first configuration measured.
+    reference = next(iter(runs))
+    base = median(reference, "throughput_audio_s_per_s")
+    base_cpu = median(reference, "cpu_s_per_audio_s")
     print(
-        f"{'config':34} {'1-req s':>7} {'RTF':>6} {'thr x':>6} {'cpu/aud':>7} "
-        f"{'cpu x':>6} {'p50 s':>6} {'RSS MB':>7}"
+        f"{'config':42} {'1-req s':>7} {'RTF':>6} {'aud/s':>6} {'thr x':>6} {'cpu/aud':>7} "
+        f"{'cpu x':>6} {'p50 s':>6} {'WER':>6} {'enc':>4} {'RSS MB':>7}"
     )
     for name, results in runs.items():
         print(
-            f"{name:34} {median(name, 'single_latency_s'):7.2f} "
+            f"{name:42} {median(name, 'single_latency_s'):7.2f} "
             f"{median(name, 'single_rtf'):6.3f} "
+            f"{median(name, 'throughput_audio_s_per_s'):6.1f} "
             f"{median(name, 'throughput_audio_s_per_s') / base:6.2f} "
             f"{median(name, 'cpu_s_per_audio_s'):7.3f} "
             f"{base_cpu / median(name, 'cpu_s_per_audio_s'):6.2f} "
             f"{median(name, 'concurrent_p50_s'):6.2f} "
+            f"{median(name, 'mean_wer'):6.3f} "
+            f"{median(name, 'encoder_windows'):4.0f} "
             f"{max(r['peak_rss_mb'] for r in results):7.0f}"
         )
     if args.json:

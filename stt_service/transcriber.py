@@ -76,6 +76,8 @@ class LoadedModel:
     languages: tuple[str, ...] = ()
     device: str = ""
     compute_type: str = ""
+    #: The engine instances (their counters show e.g. how many windows packing saved).
+    engines: tuple[WhisperEngine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ class Transcriber:
                     device_index=index % gpus if gpus else 0,
                     compute_type=settings.compute_type,
                     cpu_threads=settings.cpu_threads,
+                    pack_short_windows=settings.pack_short_windows,
+                    pack_max_item_seconds=settings.pack_max_item_seconds,
+                    pack_gap_seconds=settings.pack_gap_seconds,
                 )
             )
             engines.append(engine)
@@ -165,6 +170,7 @@ class Transcriber:
             languages=tuple(first.languages),
             device=first.device,
             compute_type=first.compute_type,
+            engines=tuple(engines),
         )
 
     async def stop(self, grace_s: float | None = None) -> None:

@@ -20,7 +20,7 @@ import math
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from faster_whisper.transcribe import get_suppressed_tokens
 from batcher import RequestCancelled
 from speech_platform.errors import InvalidArgument
 from stt_service.options import DecodeOptions
+from stt_service.packing import Bin, PackingPolicy, lay_out, plan_bins, split_segments_by_item
 from stt_service.segments import TimedTokens, split_segments
 from stt_service.word_timing import TimedWord, words_from_alignment
 
@@ -109,6 +110,10 @@ class EngineConfig:
     #: batched call measured 10-35 % more CPU time than the same windows one by one (the
     #: decoder still runs batched). A GPU always encodes the whole batch in one call.
     encoder_batch_size: int = 0
+    #: Decode several short windows of a batch as one 30 s window (see packing).
+    pack_short_windows: bool = False
+    pack_max_item_seconds: float = 10.0
+    pack_gap_seconds: float = 0.5
 
 
 @dataclass
@@ -149,6 +154,14 @@ class WhisperEngine:
         english = self._tokenizer("en")
         self._sot = english.sot
         self._suppress = list(get_suppressed_tokens(english, [-1]) or ())
+        #: Counters for tests and measurements: batch items decoded, windows that went
+        #: through the encoder (fewer than items when packing), items decoded packed,
+        #: items decoded again alone after packing, and packed segments that straddled items.
+        self.items_decoded = 0
+        self.windows_encoded = 0
+        self.items_packed = 0
+        self.items_redecoded = 0
+        self.straddling_segments = 0
 
     # ------------------------------------------------------------------ facts
 
@@ -182,7 +195,9 @@ class WhisperEngine:
                 outcomes[index] = problem
         if valid:
             batch = [items[i] for i in valid]
-            for index, result in zip(valid, self._decode_batch(batch), strict=True):
+            self.items_decoded += len(batch)
+            decode = self._decode_packed if self.config.pack_short_windows else self._decode_batch
+            for index, result in zip(valid, decode(batch), strict=True):
                 outcomes[index] = result
         return [o if o is not None else RuntimeError("window was not decoded") for o in outcomes]
 
@@ -200,7 +215,93 @@ class WhisperEngine:
             return InvalidArgument(f"language {language!r} is not supported by this model")
         return None
 
+    def _decode_packed(self, items: list[WindowItem]) -> list[WindowResult]:
+        """Like ``_decode_batch``, with short compatible items sharing windows (see packing).
+
+        Packed windows and the items left alone share the same encoder and decoder calls.
+        An item that got no text from its packed window (Whisper stopped early, or skipped
+        it), or whose words a segment running across a gap makes suspect, is decoded again
+        alone: packing must not lose or misplace speech. A silent item so costs two decodes.
+        """
+        policy = PackingPolicy(
+            max_item_seconds=self.config.pack_max_item_seconds,
+            gap_seconds=self.config.pack_gap_seconds,
+        )
+        bins = plan_bins(
+            [len(item.samples) / SAMPLE_RATE for item in items],
+            [self._pack_key(item.options) for item in items],
+            policy,
+        )
+        if not bins:
+            return self._decode_batch(items)
+        packed = {p.index for b in bins for p in b.placements}
+        alone = [i for i in range(len(items)) if i not in packed]
+        windows = [items[i] for i in alone] + [
+            WindowItem(
+                lay_out([item.samples for item in items], b),
+                # Always aligned: word times decide which item each word belongs to.
+                replace(items[b.placements[0].index].options, word_timestamps=True),
+            )
+            for b in bins
+        ]
+        decoded = self._decode_batch(windows)
+        results: list[WindowResult | None] = [None] * len(items)
+        for index, result in zip(alone, decoded, strict=False):
+            results[index] = result
+        doubtful: list[int] = []
+        for b, window in zip(bins, decoded[len(alone) :], strict=True):
+            self.items_packed += len(b.placements)
+            for index, split in self._split(items, b, window):
+                if split is None:
+                    doubtful.append(index)
+                else:
+                    results[index] = split
+        if doubtful:
+            self.items_redecoded += len(doubtful)
+            log.debug("packed items decoded again alone", extra={"count": len(doubtful)})
+            again = self._decode_batch([items[i] for i in doubtful])
+            for index, result in zip(doubtful, again, strict=True):
+                results[index] = result
+        return [r for r in results if r is not None]
+
+    def _pack_key(self, options: DecodeOptions) -> tuple[Any, ...] | None:
+        """What packed items must share; None: not packable (language still to detect)."""
+        language = options.language if self.multilingual else "en"
+        if language is None:
+            return None
+        return (language, options.beam_size, options.initial_prompt, options.hotwords)
+
+    def _split(
+        self, items: list[WindowItem], packed: Bin, window: WindowResult
+    ) -> list[tuple[int, WindowResult | None]]:
+        """Each packed item's result; None where it must be decoded alone (see above)."""
+        report = split_segments_by_item(window.segments, packed, language=window.language)
+        self.straddling_segments += report.straddling
+        out: list[tuple[int, WindowResult | None]] = []
+        for position, (placement, got) in enumerate(
+            zip(packed.placements, report.per_item, strict=True)
+        ):
+            if not got.segments or position in report.straddled:
+                out.append((placement.index, None))
+                continue
+            segments = got.segments
+            if not items[placement.index].options.word_timestamps:
+                segments = [replace(s, words=()) for s in segments]
+            out.append(
+                (
+                    placement.index,
+                    WindowResult(
+                        tuple(segments),
+                        window.language,
+                        window.language_probability,
+                        got.text_end,
+                    ),
+                )
+            )
+        return out
+
     def _decode_batch(self, items: list[WindowItem]) -> list[WindowResult]:
+        self.windows_encoded += len(items)
         features = np.stack([self._features(item.samples) for item in items])
         encoded = _EncodedBatch(self, features)
         languages = self._languages(items, encoded)

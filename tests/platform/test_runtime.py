@@ -186,39 +186,48 @@ async def test_full_queue_answers_resource_exhausted_with_retry_info(
 
 
 async def test_requests_whose_deadline_passes_in_the_queue_are_never_computed(
-    stt_server: RunningServer, librivox_clips: list[Clip]
+    librivox_clips: list[Clip],
 ) -> None:
-    before = await stt_server.metrics_text()
-    busy_started = metric_samples(before, "speech_batcher_batch_size_count")
-    async with stt_server.channel() as channel:
+    """One instance, one item per batch: requests sent behind five clips of work are
+    queued FIFO for seconds, so a 0.5 s deadline always passes while they wait."""
+    settings = test_settings(["stt"])
+    settings.stt.instances = 1
+    settings.stt.batcher.max_batch_size = 1
+    settings.stt.pack_short_windows = False
+    async with running_server(settings) as server, server.channel() as channel:
         stub = stt_pb2_grpc.SpeechToTextStub(channel)
+        before = await server.metrics_text()
         busy = [
             asyncio.ensure_future(stub.Transcribe(wav_request(c, skip_cache=True)))
             for c in librivox_clips
         ]
-        # once the instances are computing the busy ones, queue requests whose deadline
-        # is far shorter than a batch takes
-        for _ in range(600):
-            now = await stt_server.metrics_text()
-            if metric_samples(now, "speech_batcher_batch_size_count") > busy_started:
-                break
-            await asyncio.sleep(0.01)  # bounded poll for the first batch to start
+        batcher = server.server.context.services["stt"].transcriber.model().batcher
+        async with asyncio.timeout(60):  # bounded wait for a condition, not a fixed sleep
+            while batcher.running + batcher.pending < len(busy):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         late = [
-            stub.Transcribe(wav_request(librivox_clips[0], skip_cache=True), timeout=0.05)
+            stub.Transcribe(wav_request(librivox_clips[0], skip_cache=True), timeout=0.5)
             for _ in range(6)
         ]
         late_outcomes = await asyncio.gather(*late, return_exceptions=True)
         busy_outcomes = await asyncio.gather(*busy, return_exceptions=True)
+        after = await server.metrics_text()
     for outcome in late_outcomes:
         assert isinstance(outcome, grpc.aio.AioRpcError)
         assert outcome.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert all(isinstance(o, stt_pb2.TranscribeResponse) for o in busy_outcomes)
-    after = await stt_server.metrics_text()
     computed = metric_samples(after, "speech_batcher_batch_size_sum") - metric_samples(
         before, "speech_batcher_batch_size_sum"
     )
     # only the busy ones' windows were computed; the late ones expired or were withdrawn
     assert computed == len(busy)
+    dropped = sum(
+        metric_samples(after, "speech_batcher_rejections_total", reason=r)
+        - metric_samples(before, "speech_batcher_rejections_total", reason=r)
+        for r in ("deadline", "cancelled")
+    )
+    # most die waiting in the queue (withdrawn there); one may die earlier, while decoding
+    assert 1 <= dropped <= len(late)
 
 
 class _GatedService:
