@@ -1,0 +1,186 @@
+"""What the Piper and Kokoro engines share: a batcher over a pool of model instances.
+
+An engine turns one sentence into a prepared item (phonemes, the cost the batcher packs by)
+on the caller's side, and renders batches of prepared items to float32 audio in its
+instances' threads. Failures inside the model become ``EngineError`` so routing can tell an
+engine that is failing from a request that is wrong.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+
+from batcher import Batcher, BatchFunction, QueueFull, RecordingObserver
+from speech_platform.batching import make_batcher
+from speech_platform.config import BatcherSettings
+from speech_platform.errors import FailedPrecondition, SpeechError
+from speech_platform.metrics import ENGINE_AUDIO_SECONDS
+from tts_service.voices import Voice
+
+log = logging.getLogger(__name__)
+
+
+class EngineError(SpeechError):
+    """The model failed on an item that passed validation: the engine, not the caller, is
+    at fault, so the other engine may serve the request instead."""
+
+    #: A failing model is the server's trouble, and another replica may be healthy.
+    code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, engine: str, message: str) -> None:
+        super().__init__(f"{engine} engine failed: {message}")
+        self.engine = engine
+
+
+@dataclass(frozen=True)
+class PreparedItem:
+    """One sentence, ready for the model; ``cost`` (phonemes) is what batches are bounded by."""
+
+    sentence: str
+    voice: Voice
+    speaking_rate: float
+    cost: int
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Completion:
+    """When an engine finished a sentence (time.monotonic); kept for observability."""
+
+    sentence: str
+    finished_at: float
+
+
+Prepared = TypeVar("Prepared", bound=PreparedItem)
+
+
+class Engine(abc.ABC, Generic[Prepared]):
+    """A TTS model served through a dynamic batcher on ``instances`` model instances."""
+
+    #: "piper" or "kokoro": the batcher's model label and what responses report.
+    name: str
+    #: The rate the model produces audio at.
+    sample_rate: int
+    #: Identifies the weights (a SHA-256), so cache entries die with a model change.
+    model_version: str
+
+    def __init__(self, batcher_settings: BatcherSettings, instances: int) -> None:
+        self._batcher_settings = batcher_settings
+        self._instances = instances
+        self._batcher: Batcher[Prepared, np.ndarray] | None = None
+        self.recording: RecordingObserver | None = None
+        #: The last sentences rendered, newest last.
+        self.completions: deque[Completion] = deque(maxlen=4096)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Reads what every instance shares (config, voices, phonemizer); blocking."""
+
+    @abc.abstractmethod
+    def voices(self) -> list[Voice]:
+        """The voices this engine offers (after ``load``)."""
+
+    @abc.abstractmethod
+    def prepare(self, sentence: str, voice: Voice, speaking_rate: float) -> Prepared:
+        """Phonemizes one sentence; blocking, so callers run it in a thread.
+
+        Raises InvalidArgument when the sentence has nothing this voice can say.
+        """
+
+    @abc.abstractmethod
+    def build_instance(self, index: int) -> BatchFunction[Prepared, np.ndarray]:
+        """Loads one model instance (in its own thread) and returns its batch function."""
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.load)
+        batcher, recording = make_batcher(
+            self._instance_factory,
+            self._batcher_settings,
+            model=self.name,
+            instances=self._instances,
+        )
+        await batcher.start()
+        self._batcher, self.recording = batcher, recording
+        log.info(
+            "engine ready",
+            extra={"engine": self.name, "instances": self._instances, "voices": len(self.voices())},
+        )
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        if self._batcher is not None:
+            await self._batcher.close(grace_s)
+
+    @property
+    def started(self) -> bool:
+        return self._batcher is not None and not self._batcher.closed
+
+    # ------------------------------------------------------------------ serving
+
+    def has_room_for(self, items: int) -> bool:
+        """False when ``items`` more would overflow the queue (the engine is overloaded)."""
+        batcher = self._require_batcher()
+        return batcher.pending + items <= batcher.policy.max_queue_size
+
+    async def render(
+        self, item: Prepared, *, priority: int = 0, timeout_s: float | None = None
+    ) -> np.ndarray:
+        """The item's audio: float32 mono at ``sample_rate``."""
+        batcher = self._require_batcher()
+        return await batcher.submit(item, cost=item.cost, priority=priority, timeout_s=timeout_s)
+
+    def _require_batcher(self) -> Batcher[Prepared, np.ndarray]:
+        if self._batcher is None:
+            raise FailedPrecondition(f"the {self.name} engine is not started")
+        return self._batcher
+
+    def _instance_factory(self, index: int) -> BatchFunction[Prepared, np.ndarray]:
+        run_batch = self.build_instance(index)
+        audio_seconds = ENGINE_AUDIO_SECONDS.labels(self.name)
+
+        def observed(items: list[Prepared]) -> Sequence[np.ndarray | BaseException]:
+            outcomes = run_batch(items)
+            now = time.monotonic()
+            for item, outcome in zip(items, outcomes, strict=True):
+                if isinstance(outcome, np.ndarray):
+                    audio_seconds.inc(outcome.size / self.sample_rate)
+                    self.completions.append(Completion(item.sentence, now))
+            return outcomes
+
+        return observed
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """One sequential session using ``threads`` cores (0: onnxruntime's default, all)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+def peak_normalize(audio: np.ndarray) -> np.ndarray:
+    """Scales to a peak of 1.0, as PiperVoice.synthesize() does (silence stays silence)."""
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak < 1e-8:
+        return np.zeros_like(audio, dtype=np.float32)
+    return (audio / peak).astype(np.float32)
+
+
+def engine_failure(engine: str, error: BaseException) -> BaseException:
+    """Wraps a model failure as EngineError; the batcher's own verdicts pass through."""
+    if isinstance(error, SpeechError | QueueFull):
+        return error
+    return EngineError(engine, f"{type(error).__name__}: {error}")

@@ -1,0 +1,505 @@
+"""Text in, encoded speech out: the TTS service's core, reused by bulk-synthesis jobs.
+
+``Synthesizer.synthesize`` answers a whole request; ``Synthesizer.stream`` yields it sentence
+by sentence. Both validate, normalise and split the text, route to a voice, submit every
+sentence to the engine's batcher at once and fall back to the other engine when the chosen
+one is overloaded or failing. Both go through the response cache: unary responses with
+single-flight, streams as their list of chunks (looked up first, stored once complete, so a
+miss still streams live).
+
+Scheduling: each sentence's batcher priority is the request's level minus its position
+(capped), so the first sentence of a newly arrived request overtakes the later sentences of
+long texts already queued; the batcher's priority aging keeps those moving. A long text
+therefore never makes a short one wait for all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from batcher import QueueFull
+from speech.v1 import tts_pb2
+from speech_platform.cache import ResponseCache, cache_key
+from speech_platform.config import TtsSettings
+from speech_platform.errors import InvalidArgument
+from speech_platform.metrics import TTS_TIME_TO_FIRST_AUDIO
+from tts_service.audio_encoding import (
+    AudioPipeline,
+    Encoding,
+    OutputFormat,
+    encode_whole,
+    resolve_output,
+    validate_gain_db,
+    validate_speaking_rate,
+)
+from tts_service.engine import Engine, EngineError, PreparedItem
+from tts_service.routing import (
+    ENGINE_ERROR,
+    OVERLOADED,
+    Route,
+    Router,
+    count_fallback,
+)
+from tts_service.text import (
+    DEFAULT_MAX_SENTENCE_CHARS,
+    normalize,
+    pack_sentences,
+    split_sentences,
+)
+from tts_service.voices import Voice, VoiceCatalog
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever the audio for the same inputs would change (cache entries then die).
+PIPELINE_VERSION = 1
+#: Sentence positions that lower a sentence's priority; later ones share the lowest level.
+SENTENCE_LEVELS = 4
+#: A request never puts more items than this in a queue (tiny sentences are joined).
+MAX_ITEMS_PER_REQUEST = 64
+
+PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH = 0, 1, 2
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    text: str
+    #: A voice name from the catalog; empty selects by tier.
+    voice: str = ""
+    #: speech.v1.VoiceTier value (0: STANDARD).
+    tier: int = 0
+    #: speech.v1.AudioEncoding value (0: WAV).
+    encoding: int = 0
+    sample_rate_hertz: int = 0
+    speaking_rate: float = 0.0
+    volume_gain_db: float = 0.0
+    disable_fallback: bool = False
+    #: PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH.
+    priority: int = PRIORITY_NORMAL
+    skip_cache: bool = False
+    #: Seconds the caller still waits; sentences not started by then are dropped.
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    audio: bytes
+    encoding: Encoding
+    sample_rate: int
+    duration_s: float
+    engine: str
+    voice: str
+    cache_hit: bool = False
+    fallback: bool = False
+    fallback_reason: str = ""
+    #: The response-cache key this audio is stored under ("" when there is no cache), so
+    #: bulk jobs can report where each text went without rebuilding the key themselves.
+    cache_key: str = ""
+
+
+@dataclass(frozen=True)
+class SynthesisChunk:
+    """One piece of a streamed response: the encoded audio that ends sentence ``index``."""
+
+    audio: bytes
+    index: int
+    text: str
+    encoding: Encoding
+    sample_rate: int
+    #: Seconds of audio this chunk's sentence adds.
+    duration_s: float
+    engine: str
+    voice: str
+    cache_hit: bool = False
+    fallback: bool = False
+    fallback_reason: str = ""
+
+
+@dataclass
+class _Plan:
+    """A validated request: what to say and how to deliver it."""
+
+    request: SynthesisRequest
+    route: Route
+    normalized: str
+    sentences: list[str]
+    speaking_rate: float
+    gain_db: float
+    deadline: float | None
+    fallback_reason: str = ""
+    voice: Voice = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.voice = self.route.voice
+        self.fallback_reason = self.route.rerouted_reason
+
+    def remaining_s(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
+    def output(self) -> OutputFormat:
+        return resolve_output(
+            self.request.encoding, self.request.sample_rate_hertz, self.voice.sample_rate
+        )
+
+    def switch_to_fallback(self, reason: str) -> bool:
+        """Moves to the stand-in voice once; False if there is none (or it already did)."""
+        stand_in = self.route.fallback
+        if stand_in is None or self.voice is stand_in:
+            return False
+        count_fallback(self.voice.engine, reason)
+        log.warning(
+            "tts fallback",
+            extra={"from_voice": self.voice.name, "to_voice": stand_in.name, "reason": reason},
+        )
+        self.voice = stand_in
+        self.fallback_reason = reason
+        return True
+
+
+class Synthesizer:
+    """Serves synthesis over the loaded engines."""
+
+    def __init__(
+        self,
+        settings: TtsSettings,
+        engines: Sequence[Engine[PreparedItem]],
+        cache: ResponseCache | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engines = {engine.name: engine for engine in engines}
+        self.cache = cache
+        self.catalog = VoiceCatalog([])
+        self.router = Router(self.catalog, {})
+
+    async def start(self) -> None:
+        await asyncio.gather(*(engine.start() for engine in self.engines.values()))
+        self.catalog = VoiceCatalog(v for e in self.engines.values() for v in e.voices())
+        defaults = {
+            "piper": self.settings.default_piper_voice,
+            "kokoro": self.settings.default_kokoro_voice,
+        }
+        self.router = Router(self.catalog, defaults)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        await asyncio.gather(*(engine.stop(grace_s) for engine in self.engines.values()))
+
+    def list_voices(self, language_code: str = "", engine: str = "") -> list[Voice]:
+        wanted = engine.strip().lower()
+        if wanted and wanted not in ("piper", "kokoro"):
+            raise InvalidArgument(f"engine must be 'piper' or 'kokoro' (or empty); got {engine!r}")
+        return sorted(
+            self.catalog.list(language_code, wanted), key=lambda v: (v.engine, v.name)
+        )
+
+    # ------------------------------------------------------------------ unary
+
+    async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
+        plan = self._plan(request)
+        while True:
+            try:
+                return await self._attempt(plan)
+            except (QueueFull, EngineError) as error:
+                reason = OVERLOADED if isinstance(error, QueueFull) else ENGINE_ERROR
+                if not plan.switch_to_fallback(reason):
+                    raise
+
+    async def _attempt(self, plan: _Plan) -> SynthesisResult:
+        engine = self.engines[plan.voice.engine]
+        output = plan.output()
+
+        async def compute() -> bytes:
+            audio = await self._render(engine, plan)
+            data, duration = await asyncio.to_thread(
+                encode_whole, audio, engine.sample_rate, output, plan.gain_db
+            )
+            return tts_pb2.SynthesizeResponse(
+                audio=data,
+                encoding=int(output.encoding),  # type: ignore[arg-type]
+                sample_rate_hertz=output.sample_rate,
+                audio_duration_seconds=duration,
+                engine=engine.name,
+                voice=plan.voice.name,
+            ).SerializeToString()
+
+        hit, key = False, ""
+        if self.cache is not None:
+            key = self._cache_key(engine, plan, output)
+            value, hit = await self.cache.get_or_compute(
+                "tts", key, compute, skip=plan.request.skip_cache
+            )
+        else:
+            value = await compute()
+        stored = tts_pb2.SynthesizeResponse.FromString(value)
+        return SynthesisResult(
+            audio=stored.audio,
+            encoding=Encoding(stored.encoding),
+            sample_rate=stored.sample_rate_hertz,
+            duration_s=stored.audio_duration_seconds,
+            engine=stored.engine,
+            voice=stored.voice,
+            cache_hit=hit,
+            fallback=bool(plan.fallback_reason),
+            fallback_reason=plan.fallback_reason,
+            cache_key=key,
+        )
+
+    async def _render(self, engine: Engine[PreparedItem], plan: _Plan) -> np.ndarray:
+        items = await self._prepare(engine, plan)
+        tasks = await self._submit_all(engine, plan, items)
+        try:
+            pieces = await asyncio.gather(*tasks)
+        finally:
+            await _cancel(tasks)
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    # ------------------------------------------------------------------ streaming
+
+    async def stream(self, request: SynthesisRequest) -> AsyncIterator[SynthesisChunk]:
+        """Chunks in sentence order, the first as soon as the first sentence is rendered.
+
+        Every sentence is submitted at once. Fallback is possible until the first chunk is
+        out; after that the voice cannot change mid-stream, so a failure ends the stream.
+        """
+        arrived = time.perf_counter()
+        plan = self._plan(request)
+        while True:
+            engine = self.engines[plan.voice.engine]
+            output = plan.output()
+            started = False
+            try:
+                async with _closing(self._chunks(engine, plan, output)) as chunks:
+                    async for message, hit in chunks:
+                        if not started:
+                            started = True
+                            TTS_TIME_TO_FIRST_AUDIO.labels(engine.name).observe(
+                                time.perf_counter() - arrived
+                            )
+                        yield _chunk_from(message, hit, plan.fallback_reason)
+                return
+            except (QueueFull, EngineError) as error:
+                reason = OVERLOADED if isinstance(error, QueueFull) else ENGINE_ERROR
+                if started or not plan.switch_to_fallback(reason):
+                    raise
+
+    def _chunks(
+        self, engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat
+    ) -> AsyncIterator[tuple[tts_pb2.StreamingSynthesizeResponse, bool]]:
+        """(message, cache hit) per sentence: replayed from the cache, or rendered live
+        (identical concurrent streams share one rendering) and stored once complete."""
+
+        async def produce() -> AsyncIterator[bytes]:
+            async for message in self._render_stream(engine, plan, output):
+                yield message.SerializeToString()
+
+        async def decoded() -> AsyncIterator[tuple[tts_pb2.StreamingSynthesizeResponse, bool]]:
+            if self.cache is None:
+                async with _closing(self._render_stream(engine, plan, output)) as live:
+                    async for message in live:
+                        yield message, False
+                return
+            key = self._cache_key(engine, plan, output, mode="stream")
+            stream = self.cache.get_or_compute_stream(
+                "tts", key, produce, skip=plan.request.skip_cache
+            )
+            async with _closing(stream) as chunks:
+                async for data, hit in chunks:
+                    yield tts_pb2.StreamingSynthesizeResponse.FromString(data), hit
+
+        return decoded()
+
+    async def _render_stream(
+        self, engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat
+    ) -> AsyncIterator[tts_pb2.StreamingSynthesizeResponse]:
+        items = await self._prepare(engine, plan)
+        tasks = await self._submit_all(engine, plan, items)
+        pipeline = AudioPipeline(engine.sample_rate, output, plan.gain_db, streaming=True)
+        try:
+            for index, (item, task) in enumerate(zip(items, tasks, strict=True)):
+                audio = await task
+                before = pipeline.samples
+                last = index == len(items) - 1
+                data = await asyncio.to_thread(_encode_piece, pipeline, audio, last)
+                yield tts_pb2.StreamingSynthesizeResponse(
+                    audio=data,
+                    sentence_index=index,
+                    text=item.sentence,
+                    encoding=int(output.encoding),  # type: ignore[arg-type]
+                    sample_rate_hertz=output.sample_rate,
+                    audio_duration_seconds=(pipeline.samples - before) / output.sample_rate,
+                    engine=engine.name,
+                    voice=plan.voice.name,
+                )
+        finally:
+            await _cancel(tasks)
+
+    # ------------------------------------------------------------------ shared steps
+
+    def _plan(self, request: SynthesisRequest) -> _Plan:
+        text = request.text
+        if not text or not text.strip():
+            raise InvalidArgument("text is empty; give the words to speak")
+        limit = self.settings.max_text_chars
+        if len(text) > limit:
+            raise InvalidArgument(
+                f"text has {len(text)} characters; this server takes at most {limit} per "
+                "request (split it, or submit a bulk-synthesis job)"
+            )
+        speaking_rate = validate_speaking_rate(request.speaking_rate)
+        gain_db = validate_gain_db(request.volume_gain_db)
+        if request.priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
+            raise InvalidArgument(f"priority {request.priority} is not a known priority")
+        route = self.router.route(
+            request.voice, request.tier, disable_fallback=request.disable_fallback
+        )
+        resolve_output(request.encoding, request.sample_rate_hertz, route.voice.sample_rate)
+        normalized = normalize(text)
+        sentences = pack_sentences(
+            split_sentences(normalized, DEFAULT_MAX_SENTENCE_CHARS),
+            MAX_ITEMS_PER_REQUEST,
+            DEFAULT_MAX_SENTENCE_CHARS,
+        )
+        if not sentences:
+            raise InvalidArgument(
+                "text has nothing to speak once emoji, symbols and characters of scripts "
+                "the English voices cannot read are left out"
+            )
+        deadline = None
+        if request.timeout_s is not None and math.isfinite(request.timeout_s):
+            deadline = time.monotonic() + request.timeout_s
+        return _Plan(request, route, normalized, sentences, speaking_rate, gain_db, deadline)
+
+    async def _prepare(self, engine: Engine[PreparedItem], plan: _Plan) -> list[PreparedItem]:
+        """Phonemizes every sentence (in a thread); sentences with nothing to say drop out."""
+        voice, rate = plan.voice, plan.speaking_rate
+
+        def prepare_all() -> list[PreparedItem]:
+            items = []
+            for sentence in plan.sentences:
+                try:
+                    items.append(engine.prepare(sentence, voice, rate))
+                except InvalidArgument:
+                    log.debug("sentence dropped: nothing to say", extra={"voice": voice.name})
+            return items
+
+        items = await asyncio.to_thread(prepare_all)
+        if not items:
+            raise InvalidArgument(f"text has nothing that voice {voice.name} can speak")
+        return items
+
+    async def _submit_all(
+        self, engine: Engine[PreparedItem], plan: _Plan, items: list[PreparedItem]
+    ) -> list[asyncio.Task[np.ndarray]]:
+        """Queues every item; raises QueueFull (with nothing left queued) if they do not fit."""
+        if not engine.has_room_for(len(items)):
+            raise QueueFull(
+                f"{engine.name}: no room for {len(items)} more sentences", retry_after_s=1.0
+            )
+        level = plan.request.priority * SENTENCE_LEVELS + SENTENCE_LEVELS - 1
+        tasks = [
+            asyncio.ensure_future(
+                engine.render(
+                    item,
+                    priority=level - min(index, SENTENCE_LEVELS - 1),
+                    timeout_s=plan.remaining_s(),
+                )
+            )
+            for index, item in enumerate(items)
+        ]
+        await asyncio.sleep(0)  # each task runs up to its queue slot (or its QueueFull)
+        refused = next(
+            (t.exception() for t in tasks if t.done() and not t.cancelled() and t.exception()),
+            None,
+        )
+        if refused is not None:
+            await _cancel(tasks)
+            raise refused
+        return tasks
+
+    def _cache_key(
+        self, engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat, mode: str = "unary"
+    ) -> str:
+        return cache_key(
+            "tts",
+            {
+                "mode": mode,
+                "engine": engine.name,
+                "voice": plan.voice.name,
+                "model": engine.model_version,
+                "text": plan.normalized,
+                "speaking_rate": plan.speaking_rate,
+                "volume_gain_db": plan.gain_db,
+                "encoding": output.encoding.name,
+                "sample_rate": output.sample_rate,
+                "pipeline": PIPELINE_VERSION,
+            },
+        )
+
+
+def _chunk_from(
+    message: tts_pb2.StreamingSynthesizeResponse, hit: bool, fallback_reason: str
+) -> SynthesisChunk:
+    return SynthesisChunk(
+        audio=message.audio,
+        index=message.sentence_index,
+        text=message.text,
+        encoding=Encoding(message.encoding),
+        sample_rate=message.sample_rate_hertz,
+        duration_s=message.audio_duration_seconds,
+        engine=message.engine,
+        voice=message.voice,
+        cache_hit=hit,
+        fallback=bool(fallback_reason),
+        fallback_reason=fallback_reason,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Closes an async generator even when its consumer stops early (the engines' queued
+    sentences are then withdrawn, and a shared stream loses one listener)."""
+    try:
+        yield iterator
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _encode_piece(pipeline: AudioPipeline, audio: np.ndarray, last: bool) -> bytes:
+    data = pipeline.push(audio)
+    return data + pipeline.finish() if last else data
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[np.ndarray]]) -> None:
+    """Withdraws items still queued (the batcher never computes them) and waits them out."""
+    pending = [t for t in tasks if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    for task in tasks:  # retrieve outcomes so asyncio does not log them as never retrieved
+        if task.done() and not task.cancelled():
+            task.exception()
+
+
+__all__ = [
+    "PRIORITY_HIGH",
+    "PRIORITY_LOW",
+    "PRIORITY_NORMAL",
+    "SynthesisChunk",
+    "SynthesisRequest",
+    "SynthesisResult",
+    "Synthesizer",
+]
