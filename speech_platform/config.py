@@ -148,6 +148,8 @@ class TtsSettings(BaseModel):
     #: Padded batches through one ONNX call; measured slower on a 2-core CPU, so off.
     piper_padded_batching: bool = False
     kokoro_instances: int = Field(1, ge=1, le=64)
+    #: "cuda" runs Kokoro on a GPU (gpu image: onnxruntime-gpu); Piper stays on the CPU.
+    kokoro_device: Literal["cpu", "cuda"] = "cpu"
     kokoro_threads: int = Field(2, ge=0, le=64)
     piper_batcher: PiperBatcherSettings = Field(default_factory=PiperBatcherSettings)
     kokoro_batcher: KokoroBatcherSettings = Field(default_factory=KokoroBatcherSettings)

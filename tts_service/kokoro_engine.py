@@ -89,6 +89,7 @@ class KokoroEngine(Engine[PreparedItem]):
         super().__init__(settings.kokoro_batcher, settings.kokoro_instances)
         self._model_dir = model_dir
         self._threads = settings.kokoro_threads
+        self._providers = onnx_providers(settings.kokoro_device)
         self._model_path: Path | None = None
         self._styles: dict[str, np.ndarray] = {}
         self._voices: list[Voice] = []
@@ -134,7 +135,7 @@ class KokoroEngine(Engine[PreparedItem]):
         session = ort.InferenceSession(
             str(self._model_path),
             session_options(self._threads),
-            providers=["CPUExecutionProvider"],
+            providers=self._providers,
         )
         styles = self._styles
 
@@ -161,3 +162,16 @@ class KokoroEngine(Engine[PreparedItem]):
             return [render(item) for item in items]  # the graph takes batch 1
 
         return run_batch
+
+
+def onnx_providers(device: str) -> list[str]:
+    """onnxruntime providers for a device; "cuda" needs the onnxruntime-gpu build (gpu image)."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise RuntimeError(
+            f"tts.kokoro_device={device!r} but onnxruntime offers only {available}: "
+            "install onnxruntime-gpu (docker/Dockerfile.gpu) or set SPEECH_TTS__KOKORO_DEVICE=cpu"
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
