@@ -9,6 +9,7 @@ import json
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -53,7 +54,7 @@ async def stt_server() -> AsyncIterator[RunningServer]:
         yield server
 
 
-def wav_request(clip: Clip, **config: object) -> stt_pb2.TranscribeRequest:
+def wav_request(clip: Clip, **config: Any) -> stt_pb2.TranscribeRequest:
     return stt_pb2.TranscribeRequest(
         config=stt_pb2.RecognitionConfig(**config), audio=clip.path.read_bytes()
     )
