@@ -134,7 +134,8 @@ class SttSettings(BaseModel):
     default_endpoint_silence_ms: int = Field(600, ge=100)
     #: A new interim decode is admitted into a model's batcher only while fewer streaming
     #: decodes than this (interims plus finals in flight, all streams) are under way;
-    #: 0 = the model's instance count (see stt_service/streaming/gate.py).
+    #: 0 = one fewer than the model's instances, at least 1, so that an instance stays
+    #: free for finals (measured: lower final latency; see stt_service/streaming/gate.py).
     stream_decode_capacity: int = Field(0, ge=0, le=4096)
 
 

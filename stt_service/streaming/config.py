@@ -92,7 +92,7 @@ def plan_stream(
         interim=interim,
         final_priority=priority,
         interim_priority=priority - 1,
-        decode_capacity=settings.stream_decode_capacity or final.model.instances,
+        decode_capacity=settings.stream_decode_capacity or max(1, final.model.instances - 1),
     )
 
 
