@@ -8,17 +8,14 @@ Nothing else of the package is installed and no service is started. Idempotent.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from debian_packages import deb_files, fetch_deb
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_PROMTOOL = ROOT / ".venv" / "bin" / "promtool"
@@ -50,58 +47,14 @@ def _debian_arch() -> str:
 
 
 def _fetch_deb(arch: str) -> bytes:
-    expected = DEB_SHA256.get(arch)
-    with tempfile.TemporaryDirectory() as tmp:
-        if shutil.which("apt-get"):
-            result = subprocess.run(
-                ["apt-get", "download", f"prometheus:{arch}={DEB_VERSION}"],
-                cwd=tmp,
-                capture_output=True,
-                check=False,
-            )
-            debs = list(Path(tmp).glob("*.deb"))
-            if result.returncode == 0 and debs:
-                data = debs[0].read_bytes()
-                if expected is None or hashlib.sha256(data).hexdigest() == expected:
-                    return data
-    if expected is None:
-        raise SystemExit(f"apt-get could not download prometheus for {arch}; install promtool")
     url = f"{DEB_POOL}/prometheus_{DEB_VERSION}_{arch}.deb"
-    with urllib.request.urlopen(url, timeout=120) as response:
-        data = response.read()
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise SystemExit(f"{url}: checksum mismatch")
-    return data
-
-
-def _ar_members(data: bytes) -> dict[str, bytes]:
-    """A .deb is an ar archive: 8-byte magic, then 60-byte headers each followed by data."""
-    if not data.startswith(b"!<arch>\n"):
-        raise SystemExit("not a Debian package")
-    members: dict[str, bytes] = {}
-    offset = 8
-    while offset + 60 <= len(data):
-        header = data[offset : offset + 60]
-        name = header[:16].decode().strip().rstrip("/")
-        size = int(header[48:58].decode().strip())
-        members[name] = data[offset + 60 : offset + 60 + size]
-        offset += 60 + size + (size % 2)
-    return members
+    return fetch_deb(f"prometheus:{arch}={DEB_VERSION}", url, DEB_SHA256.get(arch))
 
 
 def _install(deb: bytes) -> None:
-    members = _ar_members(deb)
-    data_name = next(name for name in members if name.startswith("data.tar"))
-    with tarfile.open(fileobj=io.BytesIO(members[data_name])) as archive:
-        member = next(
-            (m for m in archive.getmembers() if m.name.lstrip("./") == MEMBER and m.isfile()),
-            None,
-        )
-        if member is None:
-            raise SystemExit(f"{MEMBER} is not in the prometheus package")
-        source = archive.extractfile(member)
-        assert source is not None
-        binary = source.read()
+    binary = next((data for name, data in deb_files(deb, MEMBER) if name == ""), None)
+    if binary is None:
+        raise SystemExit(f"{MEMBER} is not in the prometheus package")
     LOCAL_PROMTOOL.parent.mkdir(parents=True, exist_ok=True)
     partial = LOCAL_PROMTOOL.with_name(LOCAL_PROMTOOL.name + ".partial")
     partial.write_bytes(binary)
