@@ -20,6 +20,7 @@ import numpy as np
 
 from speech_platform.bench import engines
 from speech_platform.bench.inprocess import EngineCall, ThreadedResult, run_threads
+from speech_platform.bench.procs import ForeignCpu, await_quiet
 from speech_platform.bench.stats import LatencySummary, corpus_wer
 from speech_platform.bench.workload import Clip
 
@@ -108,18 +109,25 @@ def _tts_calls(layout: Layout) -> list[EngineCall[Any]]:
 
 
 def measure_layout(
-    layout: Layout, items: Sequence[Any], *, window_s: float, max_warmup_s: float
+    layout: Layout, items: Sequence[Any], *, window_s: float, max_warmup_s: float,
+    await_quiet_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Loads the layout's engines, warms each once, measures, frees them."""
+    """Loads the layout's engines, measures (first calls are warm-up), frees them."""
     calls = _stt_calls(layout) if layout.engine in ("faster-whisper", "platform-engine") else (
         _tts_calls(layout)
     )
+    waited = await_quiet(await_quiet_s) if await_quiet_s > 0 else 0.0
+    foreign = ForeignCpu()
     result: ThreadedResult[Any] = run_threads(
         calls, items, per_call=layout.per_call, window_s=window_s, max_warmup_s=max_warmup_s
     )
+    others = foreign.cores()
     del calls
     gc.collect()
-    return _summary(layout, result)
+    summary = _summary(layout, result)
+    summary["foreign_cpu_cores"] = round(others, 2)  # over warm-up and window together
+    summary["quiet_wait_s"] = waited
+    return summary
 
 
 def _summary(layout: Layout, result: ThreadedResult[Any]) -> dict[str, Any]:

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longest warm-up per level (default 30)")
     run.add_argument("--adaptive-target-ms", type=_positive, default=2000.0,
                      help="latency target of the adaptive-waiting STT server (default 2000)")
+    run.add_argument("--await-quiet-s", type=float, default=0.0,
+                     help="on a shared machine: before each measurement wait up to this long "
+                          "until other processes use < 0.3 cores (default 0: do not wait)")
     run.add_argument("--out", type=Path, default=Path("bench-results"))
     run.add_argument("--name", help="file stem of the results (default: cpu<N>-<date>)")
     run.add_argument("--log-dir", type=Path, help="server logs (default: a temporary folder)")
@@ -175,6 +178,7 @@ def run_command(args: argparse.Namespace) -> int:
         window_s=args.window_s,
         max_warmup_s=args.max_warmup_s,
         adaptive_target_ms=args.adaptive_target_ms,
+        await_quiet_s=args.await_quiet_s,
     )
     log_dir = _log_dir(args.log_dir)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -193,6 +197,7 @@ def run_command(args: argparse.Namespace) -> int:
             "plans": {s: dict(options.plan(s).__dict__) for s in options.scenarios},
             "max_warmup_s": options.max_warmup_s,
             "adaptive_target_ms": options.adaptive_target_ms,
+            "await_quiet_s": options.await_quiet_s,
         },
         "scenarios": {},
     }

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from speech_platform.bench.loadgen import LoadResult, LoadSpec, Target, run_load
+from speech_platform.bench.procs import ForeignCpu, await_quiet
 from speech_platform.bench.prom import BatcherProbe
 from speech_platform.bench.stats import LatencySummary, corpus_wer
 from speech_platform.bench.workload import Request
@@ -151,34 +152,43 @@ def measure_levels(
     batcher_model: str | None,
     progress: Progress,
     label: str,
-    before_level: Callable[[int], None] | None = None,
+    await_quiet_s: float = 0.0,
 ) -> list[dict[str, Any]]:
-    """Measures each concurrency level in turn against one running server."""
+    """Measures each concurrency level in turn against one running server; with
+    ``await_quiet_s``, first waits (that long at most) for the machine to be quiet."""
     summaries = []
     for concurrency in levels:
         progress.step(f"{label} c={concurrency}")
-        if before_level is not None:
-            before_level(concurrency)
+        waited = await_quiet(await_quiet_s) if await_quiet_s > 0 else 0.0
         probe = BatcherProbe(server.metrics_port, batcher_model)
         cpu: dict[str, float | None] = {}
         batchers: list[dict[str, Any] | None] = []
 
+        foreign: list[ForeignCpu | float] = []
+
         def on_window(edge: str, cpu: dict[str, float | None] = cpu, probe: BatcherProbe = probe,
-                      batchers: list[dict[str, Any] | None] = batchers) -> None:
+                      batchers: list[dict[str, Any] | None] = batchers,
+                      foreign: list[ForeignCpu | float] = foreign) -> None:
             # Scraping takes a few ms on the event loop, at the window's edges only.
             cpu[edge] = server.cpu_seconds()
             if edge == "start":
                 probe.begin()
+                foreign.append(ForeignCpu())
             else:
                 batchers.append(probe.end())
+                first = foreign[0]
+                foreign.append(first.cores() if isinstance(first, ForeignCpu) else first)
 
         spec = LoadSpec(concurrency=concurrency, window_s=window_s, max_warmup_s=max_warmup_s)
         result = asyncio.run(run_load(target, requests, spec, progress.answered, on_window))
         batcher = batchers[0] if batchers else None
         start, end = cpu.get("start"), cpu.get("end")
         cpu_s = end - start if start is not None and end is not None else None
-        summaries.append(
-            summarise(result, output_audio=output_audio, server_cpu_s=cpu_s, batcher=batcher)
+        summary = summarise(result, output_audio=output_audio, server_cpu_s=cpu_s, batcher=batcher)
+        summary["foreign_cpu_cores"] = (
+            round(foreign[-1], 2) if len(foreign) > 1 and isinstance(foreign[-1], float) else None
         )
+        summary["quiet_wait_s"] = waited
+        summaries.append(summary)
         progress.done()
     return summaries

@@ -328,3 +328,50 @@ def ray_server(log_dir: Path) -> ServerProcess:
     return ServerProcess(
         "ray-serve", argv, log_dir, port=port, ready_line="READY", env=env, whole_tree=True
     )
+
+
+# -- other people's load on a shared machine -----------------------------------------------
+
+
+def _busy_ticks() -> int:
+    """Busy CPU time of the whole machine so far (all cores), in clock ticks."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle
+
+
+def _own_ticks() -> int:
+    """CPU time of this process and everything it started (servers, Ray) so far."""
+    return sum(t for t in (_cpu_ticks(pid) for pid in process_tree(os.getpid())) if t)
+
+
+class ForeignCpu:
+    """Cores that processes outside this bench kept busy during an interval.
+
+    The machine is shared: a measurement taken while others computed is not comparable to
+    one taken alone. (Processes of ours that exit inside the interval count as foreign.)
+    """
+
+    def __init__(self) -> None:
+        self._start = (time.monotonic(), _busy_ticks(), _own_ticks())
+
+    def cores(self) -> float:
+        started, busy, own = self._start
+        elapsed = time.monotonic() - started
+        if elapsed <= 0:
+            return 0.0
+        foreign = (_busy_ticks() - busy) - (_own_ticks() - own)
+        return max(foreign, 0) / os.sysconf("SC_CLK_TCK") / elapsed
+
+
+def await_quiet(max_wait_s: float, threshold_cores: float = 0.3, sample_s: float = 1.0) -> float:
+    """Waits (at most ``max_wait_s``) until others use under ``threshold_cores`` for one
+    sample; returns the seconds waited. Polling is the point here: load is not an event."""
+    waited = 0.0
+    while waited < max_wait_s:
+        probe = ForeignCpu()
+        time.sleep(sample_s)
+        waited += sample_s
+        if probe.cores() < threshold_cores:
+            break
+    return waited

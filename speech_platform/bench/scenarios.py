@@ -84,6 +84,8 @@ class RunOptions:
     window_s: float | None = None
     max_warmup_s: float = 30.0
     adaptive_target_ms: float = 2000.0
+    #: Before each measurement, wait up to this long for other processes to go quiet.
+    await_quiet_s: float = 0.0
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def plan(self, scenario: str) -> Plan:
@@ -180,6 +182,7 @@ def _measure(
         batcher_model=None,
         progress=ctx.progress,
         label=label,
+        await_quiet_s=ctx.options.await_quiet_s,
     )
 
 
@@ -286,7 +289,8 @@ def _ceiling_system(
         ctx.progress.step(f"ceiling {layout.label}")
         try:
             measured.append(ceiling.measure_layout(
-                layout, items, window_s=window_s, max_warmup_s=ctx.options.max_warmup_s
+                layout, items, window_s=window_s, max_warmup_s=ctx.options.max_warmup_s,
+                await_quiet_s=ctx.options.await_quiet_s,
             ))
         except Exception as error:
             log.exception("ceiling layout %s failed", layout.label)
@@ -332,6 +336,7 @@ def _ray_system(ctx: Context, requests: Sequence[workload.Request], level: int,
                 server, Target(server.address, TRANSCRIBE, metadata), requests, [level],
                 window_s=window_s, max_warmup_s=ctx.options.max_warmup_s, output_audio=False,
                 batcher_model=None, progress=Progress(), label=label,
+                await_quiet_s=ctx.options.await_quiet_s,
             )
             summary["layout"] = layout
             summary["rss_tree_mb"] = server.rss_mb()

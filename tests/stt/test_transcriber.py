@@ -120,11 +120,10 @@ async def test_a_window_whose_deadline_passes_in_the_queue_is_never_decoded(
 ):
     resolved = transcriber.resolve(TranscribeOptions())
     observer = transcriber.model().observer
-    # Five windows at once: a batch of four (max_batch_size) and one of one, so both
-    # instances are busy for seconds.
-    busy = asyncio.ensure_future(
-        transcriber.decode_windows(resolved, [speech_clips[0].samples] * 5)
-    )
+    # Five windows at once, each longer than packing takes (so never shared), keep both
+    # instances busy for seconds.
+    long_window = np.concatenate([c.samples for c in speech_clips[:4]])[: 25 * 16000]
+    busy = asyncio.ensure_future(transcriber.decode_windows(resolved, [long_window] * 5))
     batcher = transcriber.model().batcher
     async with asyncio.timeout(30):  # a bounded wait for a condition, not a fixed sleep
         while batcher.running < 5:  # noqa: ASYNC110 - the batcher has no event for this
@@ -133,7 +132,7 @@ async def test_a_window_whose_deadline_passes_in_the_queue_is_never_decoded(
     with pytest.raises(DeadlineExpired):
         # Ample time to reach the queue (the VAD takes milliseconds), far less than the
         # seconds the batch of four computes.
-        await transcriber.transcribe(speech_clips[1].samples, resolved, timeout_s=1.0)
+        await transcriber.transcribe(speech_clips[1].samples, resolved, timeout_s=0.5)
     assert observer.rejections["deadline"] == expired_before + 1
     results = await busy
     assert len(results) == 5
