@@ -35,20 +35,25 @@ class Layout:
     instances: int
     threads: int
     per_call: int = 1
+    #: platform-engine only: short windows of a batch share one 30 s window, as the server's
+    #: ``stt.pack_short_windows`` does.
+    pack: bool = False
 
     @property
     def label(self) -> str:
         batch = f", batch {self.per_call}" if self.per_call > 1 else ""
-        return f"{self.engine} {self.instances}x{self.threads}{batch}"
+        packed = ", packed" if self.pack else ""
+        return f"{self.engine} {self.instances}x{self.threads}{batch}{packed}"
 
 
-def layouts_for(engine: str, cores: int, stt_batch: int) -> list[Layout]:
-    """One engine per core, or one engine using every core (the two ends on a small CPU)."""
+def layouts_for(engine: str, cores: int, stt_batch: int, stt_pack: bool = False) -> list[Layout]:
+    """One engine per core, or one engine using every core (the two ends on a small CPU);
+    the platform's Whisper engine as the server configures it (batch size, packing)."""
     if engine == "stt":
         return [
             Layout("faster-whisper", cores, 1),
             Layout("faster-whisper", 1, cores),
-            Layout("platform-engine", cores, 1, per_call=stt_batch),
+            Layout("platform-engine", cores, 1, per_call=stt_batch, pack=stt_pack),
         ]
     return [Layout(engine, cores, 1), Layout(engine, 1, cores)]
 
@@ -68,7 +73,9 @@ def _stt_calls(layout: Layout) -> list[EngineCall[Any]]:
     calls: list[EngineCall[Any]] = []
     for _ in range(layout.instances):
         engine = WhisperEngine(
-            EngineConfig(engines.whisper_path(), cpu_threads=layout.threads)
+            EngineConfig(
+                engines.whisper_path(), cpu_threads=layout.threads, pack_short_windows=layout.pack
+            )
         )
 
         def run(clips: Sequence[Clip], engine: WhisperEngine = engine) -> list[

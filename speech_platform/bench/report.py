@@ -291,8 +291,17 @@ _STYLE = {
 }
 
 
+#: Speech scenarios are plotted in audio seconds per second (lengths are mixed, see the
+#: targets); the null engine and cache hits in requests per second.
+_REQUEST_SCENARIOS = ("null", "cache-hit")
+
+
 def _draw(axes: Any, doc: dict[str, Any], scenario: str) -> bool:
     throughput, latency = axes
+    key, unit = (
+        ("rps", "requests / s") if scenario in _REQUEST_SCENARIOS
+        else ("audio_s_per_s", "audio seconds / s")
+    )
     drawn = False
     for name, system in _systems(doc, scenario).items():
         levels = [lv for lv in system.get("levels") or [] if lv.get("requests")]
@@ -300,13 +309,14 @@ def _draw(axes: Any, doc: dict[str, Any], scenario: str) -> bool:
             continue
         color, marker, line = _STYLE.get(name, ("tab:gray", "o", "-"))
         if name == "ceiling":
-            rps = levels[0]["rps"]
-            throughput.axhline(rps, color=color, linestyle=":", label=f"ceiling ({rps:.3g}/s)")
+            value = levels[0][key]
+            throughput.axhline(value, color=color, linestyle=":",
+                               label=f"ceiling ({value:.3g}, {levels[0].get('layout')})")
             drawn = True
             continue
         levels = sorted(levels, key=lambda lv: lv["concurrency"])
         xs = [lv["concurrency"] for lv in levels]
-        throughput.plot(xs, [lv["rps"] for lv in levels], color=color, marker=marker or "o",
+        throughput.plot(xs, [lv[key] for lv in levels], color=color, marker=marker or "o",
                         linestyle=line, label=name)
         p95 = [(lv.get("latency") or {}).get("p95_ms") for lv in levels]
         points = [(x, y) for x, y in zip(xs, p95, strict=True) if y is not None]
@@ -314,7 +324,7 @@ def _draw(axes: Any, doc: dict[str, Any], scenario: str) -> bool:
             latency.plot(*zip(*points, strict=True), color=color, marker=marker or "o",
                          linestyle=line, label=name)
         drawn = True
-    for ax, ylabel in ((throughput, "requests / s"), (latency, "p95 latency (ms)")):
+    for ax, ylabel in ((throughput, unit), (latency, "p95 latency (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent clients")
         ax.set_ylabel(ylabel)

@@ -280,10 +280,11 @@ def _naive_system(
 
 
 def _ceiling_system(
-    ctx: Context, engine: str, items: Sequence[Any], window_s: float, stt_batch: int
+    ctx: Context, engine: str, items: Sequence[Any], window_s: float, stt_batch: int,
+    stt_pack: bool = False,
 ) -> SystemResult:
     system = SystemResult("ceiling", config={"layouts": []})
-    layouts = ceiling.layouts_for(engine, ctx.options.cores, stt_batch)
+    layouts = ceiling.layouts_for(engine, ctx.options.cores, stt_batch, stt_pack)
     measured = []
     for layout in layouts:
         ctx.progress.step(f"ceiling {layout.label}")
@@ -443,9 +444,10 @@ def run_stt(ctx: Context) -> ScenarioResult:
             output_audio=False,
         )
     if "ceiling" in ctx.options.baselines:
-        batch = _merged_stt(ctx)["batcher"].get("max_batch_size", 8)
+        stt = _merged_stt(ctx)
         result.systems["ceiling"] = _ceiling_system(
-            ctx, "stt", workload.mixed_clips(), plan.ceiling_window_s, int(batch)
+            ctx, "stt", workload.mixed_clips(), plan.ceiling_window_s,
+            int(stt["batcher"].get("max_batch_size", 1)), bool(stt.get("pack_short_windows")),
         )
     if "ray" in ctx.options.baselines:
         result.systems["ray"] = _ray_system(ctx, requests, max(plan.levels), plan.window_s)
