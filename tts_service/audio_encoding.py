@@ -15,13 +15,15 @@ import io
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-import av
 import numpy as np
-from av.audio.codeccontext import AudioCodecContext
 
 from speech_platform.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import av
+    from av.audio.codeccontext import AudioCodecContext
 
 
 class Encoding(enum.IntEnum):
@@ -157,6 +159,8 @@ class Resampler:
     def __init__(self, in_rate: int, out_rate: int) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
+        if in_rate != out_rate:
+            import av  # PyAV (17 MB resident) only for requests that need it
         self._resampler = (
             av.AudioResampler(format="flt", layout="mono", rate=out_rate)
             if in_rate != out_rate
@@ -168,6 +172,8 @@ class Resampler:
             return audio.astype(np.float32, copy=False)
         if audio.size == 0:
             return np.zeros(0, np.float32)
+        import av  # loaded already by __init__
+
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1), format="flt",
             layout="mono",
@@ -281,6 +287,8 @@ class _AvEncoder:
         self._streaming = streaming
         self._sink = _Sink()
         self._seekable = io.BytesIO()
+        import av  # PyAV (17 MB resident) only for requests that need it
+
         options = {"flush_packets": "1"}
         if container_format == "ogg":
             options["page_duration"] = str(OGG_PAGE_DURATION_US)
@@ -291,7 +299,7 @@ class _AvEncoder:
             options=options,
         )
         self._stream: Any = self._container.add_stream(codec, rate=sample_rate)
-        context = cast(AudioCodecContext, self._stream.codec_context)
+        context = cast("AudioCodecContext", self._stream.codec_context)
         context.layout = "mono"
         context.format = self._sample_format
         if bit_rate:
@@ -300,6 +308,8 @@ class _AvEncoder:
         self._samples = 0
 
     def _frame(self, pcm: np.ndarray) -> av.AudioFrame:
+        import av  # loaded already by __init__
+
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(pcm, dtype=np.int16).reshape(1, -1),
             format=self._sample_format,

@@ -78,6 +78,8 @@ class PiperEngine(Engine[PreparedItem]):
         self._voice: Voice | None = None
         self.sample_rate = 22050
         self.model_version = ""
+        self._session: ort.InferenceSession | None = None
+        self._session_lock = threading.Lock()
 
     def load(self) -> None:
         assets = ensure_piper(self._model_dir)
@@ -116,6 +118,20 @@ class PiperEngine(Engine[PreparedItem]):
         scales = (config.noise_scale, config.length_scale / speaking_rate, config.noise_w_scale)
         return PreparedItem(sentence, voice, speaking_rate, len(ids), PiperPayload(ids, scales))
 
+    def _shared_session(self) -> ort.InferenceSession:
+        """One session for every instance: ``run`` is thread-safe, and with one intra-op
+        thread each call computes on its caller's thread, so instances still run in
+        parallel while the weights (63 MB, about 90 MB once loaded) are held once."""
+        with self._session_lock:
+            if self._session is None:
+                assert self._model_path is not None
+                self._session = ort.InferenceSession(
+                    str(self._model_path),
+                    session_options(self._threads),
+                    providers=["CPUExecutionProvider"],
+                )
+            return self._session
+
     def _require_config(self) -> PiperConfig:
         if self._config is None:
             raise RuntimeError("PiperEngine.load() first")
@@ -124,12 +140,7 @@ class PiperEngine(Engine[PreparedItem]):
     # ------------------------------------------------------------------ instances
 
     def build_instance(self, index: int) -> BatchFunction[PreparedItem, np.ndarray]:
-        assert self._model_path is not None
-        session = ort.InferenceSession(
-            str(self._model_path),
-            session_options(self._threads),
-            providers=["CPUExecutionProvider"],
-        )
+        session = self._shared_session()
         hop = self._require_config().hop_length
         padded = self.padded_batching
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from speech_platform.cache import ResponseCache
 from speech_platform.cache.breaker import CircuitBreaker
 from speech_platform.cache.memory import MemoryLRU
-from speech_platform.cache.redis_store import RedisStore
 from speech_platform.cache.tiered import TieredCache
 from speech_platform.config import CacheSettings
+
+if TYPE_CHECKING:
+    from speech_platform.cache.redis_store import RedisStore
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,10 @@ def build_cache(settings: CacheSettings) -> ResponseCache | None:
 
 
 def build_redis_store(settings: CacheSettings) -> RedisStore:
-    """The Redis tier alone (also used by jobs and tests that share the key layout)."""
+    """The Redis tier alone (also used by jobs and tests that share the key layout).
+
+    Imported here, not at the top: a server without a Redis tier never loads the client."""
+    from speech_platform.cache.redis_store import RedisStore
     return RedisStore(
         settings.redis_url,
         key_prefix=settings.key_prefix,

@@ -23,11 +23,9 @@ token) or sees the stored value when it registers.
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import redis.asyncio as aioredis
@@ -38,6 +36,7 @@ from redis.exceptions import RedisError
 
 from speech_platform import metrics
 from speech_platform.cache.breaker import CircuitBreaker
+from speech_platform.cache.claims import Claim, ClaimKind
 
 logger = logging.getLogger(__name__)
 
@@ -66,20 +65,6 @@ return waiters
 #: How long unclaimed wake-up tokens live: a registered waiter reaches its BLPOP within one
 #: round trip of registering, so a second is generous; stale tokens only cost an early GET.
 _DONE_TOKENS_TTL_MS: Final = 1000
-
-
-class ClaimKind(enum.Enum):
-    HIT = "hit"  # the value is stored; here it is
-    OWNER = "owner"  # we hold the lock: compute, then complete()
-    WAIT = "wait"  # another replica is computing: wait()
-    UNAVAILABLE = "unavailable"  # Redis is down or the breaker is open: compute alone
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    kind: ClaimKind
-    value: bytes | None = None
-    token: str = ""
 
 
 _UNAVAILABLE = Claim(ClaimKind.UNAVAILABLE)

@@ -21,15 +21,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from batcher import DeadlineExpired, RequestCancelled
 from speech_platform import metrics
 from speech_platform.cache.chunks import CorruptChunks, decode_chunks, encode_chunks
+from speech_platform.cache.claims import ClaimKind
 from speech_platform.cache.memory import MemoryLRU
-from speech_platform.cache.redis_store import ClaimKind, RedisStore
 from speech_platform.cache.singleflight import SingleFlight, StreamFlight
 from speech_platform.errors import DeadlineExceeded
+
+if TYPE_CHECKING:
+    from speech_platform.cache.redis_store import RedisStore
 
 logger = logging.getLogger(__name__)
 
