@@ -21,7 +21,8 @@ def test_a_tts_server_without_redis_loads_neither_redis_nor_pyav() -> None:
         "import speech_platform.server, tts_service.service, tts_service.synthesizer\n"
         "from tts_service.audio_encoding import AudioPipeline, Encoding, resolve_output\n"
         "assert build_cache(CacheSettings(backend='memory')) is not None\n"
-        "pipeline = AudioPipeline(22050, resolve_output(Encoding.WAV, 0, 22050), 0.0, streaming=False)\n"
+        "wav = resolve_output(Encoding.WAV, 0, 22050)\n"
+        "pipeline = AudioPipeline(22050, wav, 0.0, streaming=False)\n"
         "pipeline.push(__import__('numpy').zeros(2205, dtype='float32'))\n"
         "print(sorted(m for m in ('redis', 'av', 'ctranslate2') if m in sys.modules))\n"
     )
