@@ -19,5 +19,6 @@ lint: setup-dev
 	.venv/bin/ruff check .
 	.venv/bin/mypy .
 
-bench: setup-dev
+bench:
+	bash scripts/bootstrap.sh --bench
 	.venv/bin/speech-bench

