@@ -8,7 +8,7 @@ import sys
 
 from speech_platform.config import Settings, load_settings
 from speech_platform.logs import configure_logging
-from speech_platform.memory import return_freed_memory
+from speech_platform.memory import limit_malloc_arenas
 from speech_platform.server import SpeechServer, serve
 
 _SERVICE_SETS = {"both": ["stt", "tts"], "all": ["stt", "tts", "jobs"]}
@@ -75,7 +75,8 @@ def serve_main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     configure_logging(settings.server.log_level, settings.server.log_json)
-    return_freed_memory()
+    if settings.server.malloc_arena_max:
+        limit_malloc_arenas(settings.server.malloc_arena_max)
     print(
         f"speech-server starting on {settings.server.host}:{settings.server.port} "
         f"(services: {', '.join(settings.server.services)}; loading models...)",

@@ -26,7 +26,7 @@ from speech_platform.jobs.celery_app import make_celery_app, queue_for
 from speech_platform.jobs.records import JobKind
 from speech_platform.jobs.worker import WorkerRuntime, register_tasks
 from speech_platform.logs import configure_logging
-from speech_platform.memory import return_freed_memory
+from speech_platform.memory import limit_malloc_arenas
 
 _KINDS = {"transcription": JobKind.TRANSCRIPTION, "synthesis": JobKind.SYNTHESIS}
 
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.log_level:
         settings.server.log_level = args.log_level
     configure_logging(settings.server.log_level, settings.server.log_json)
-    return_freed_memory()
+    if settings.server.malloc_arena_max:
+        limit_malloc_arenas(settings.server.malloc_arena_max)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a worker that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:

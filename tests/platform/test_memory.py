@@ -1,16 +1,16 @@
-"""What keeps a server's resident memory small: freed memory goes back to the OS, and a
-server loads only the libraries its configuration uses (see speech_platform/memory.py)."""
+"""What keeps a server's resident memory small: fewer malloc heaps, and a server loads
+only the libraries its configuration uses (see speech_platform/memory.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from speech_platform.memory import return_freed_memory
+from speech_platform.memory import limit_malloc_arenas
 
 
-def test_malloc_thresholds_are_pinned_on_glibc() -> None:
-    assert return_freed_memory() is True
+def test_malloc_arenas_are_limited_on_glibc() -> None:
+    assert limit_malloc_arenas(2) is True
 
 
 def test_a_tts_server_without_redis_loads_neither_redis_nor_pyav() -> None:
