@@ -60,6 +60,12 @@ CONTINUE_AFTER_S = 1.0
 MIN_UNHEARD_SPEECH_S = 0.3
 #: How many times one window may be decoded again.
 MAX_CONTINUATIONS = 3
+#: Priority levels a continuation gets above its request: the request has waited its turn
+#: once, so the rest of its window goes ahead of newer arrivals instead of queueing a second
+#: time behind them. speech-bench STT at 16 clients, 3 interleaved rounds each: p99 11.1-12.2 s
+#: instead of 11.5-13.9 s; p95 and throughput the same within noise (one clip in twelve of
+#: that workload needs a continuation).
+CONTINUATION_PRIORITY_BOOST = 1
 
 
 @dataclass
@@ -299,7 +305,8 @@ class Transcriber:
         pieces: list[tuple[Window, WindowResult]] = []
         current = window
         for attempt in range(MAX_CONTINUATIONS + 1):
-            result = await self._submit(resolved, current.take(samples), priority, deadline)
+            level = priority + (CONTINUATION_PRIORITY_BOOST if attempt else 0)
+            result = await self._submit(resolved, current.take(samples), level, deadline)
             pieces.append((current, result))
             if attempt == MAX_CONTINUATIONS:
                 break

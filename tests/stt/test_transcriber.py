@@ -158,3 +158,31 @@ def test_speech_after_the_text_is_found_and_silence_is_not(speech_clips):
         untranscribed_from(padded, Window.whole(0, len(padded)), text_ending(first.duration_s))
         is None
     )
+
+
+async def test_the_rest_of_a_window_goes_ahead_of_newer_requests(
+    transcriber, speech_clips, monkeypatch
+):
+    """When Whisper stops early, the rest of the window is queued one level higher: the
+    request already waited its turn once."""
+    from stt_service import transcriber as module
+
+    clip = speech_clips[0]
+    resume_at = clip.duration_s / 2
+    calls = iter([True])  # the first window "stopped early" once, then it is done
+    monkeypatch.setattr(module, "stopped_early", lambda window, result: next(calls, False))
+    monkeypatch.setattr(module, "untranscribed_from", lambda samples, window, result: resume_at)
+    submitted: list[tuple[float, int]] = []
+    real_submit = transcriber._submit
+
+    async def recording_submit(resolved, window, priority, deadline):
+        submitted.append((len(window) / 16000, priority))
+        return await real_submit(resolved, window, priority, deadline)
+
+    monkeypatch.setattr(transcriber, "_submit", recording_submit)
+    response = await transcriber.transcribe(clip.samples, TranscribeOptions(), priority=1)
+    assert len(submitted) == 2
+    (whole_s, first), (rest_s, second) = submitted
+    assert second > first
+    assert rest_s == pytest.approx(whole_s - resume_at, abs=0.05)
+    assert response.text
