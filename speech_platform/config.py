@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ServiceName = Literal["stt", "tts", "jobs"]
@@ -118,14 +118,11 @@ class SttSettings(BaseModel):
     instances: int = Field(2, ge=1, le=64)
     cpu_threads: int = Field(1, ge=0, le=64)
     default_beam_size: int = Field(5, ge=1, le=10)
-    #: Decode several short windows of one batch as ONE 30 s window (stt_service/packing.py):
-    #: Whisper's encoder always runs on 30 s, so short clips otherwise pay for padding.
-    #: Needs batches of several windows (batcher.max_batch_size > 1). Figures: see
-    #: SttBatcherSettings.
-    pack_short_windows: bool = True
-    #: Windows longer than this are never packed; silence laid between packed windows.
-    pack_max_item_seconds: float = Field(10.0, gt=0, le=26.0)
-    pack_gap_seconds: float = Field(0.5, ge=0, le=5.0)
+    #: Encoder lengths (seconds) a window may be sized to: each window is encoded at the
+    #: smallest that holds its audio plus ``encoder_margin_s`` (stt_service/whisper_engine.py).
+    #: Shorter buckets cost less; below 10 s Whisper loops on some real clips.
+    encoder_buckets_s: list[float] = Field(default_factory=lambda: [10.0, 20.0, 30.0])
+    encoder_margin_s: float = Field(1.0, ge=0.0, le=5.0)
     #: Longest audio a unary Transcribe accepts, in seconds (longer goes to a job).
     max_audio_seconds: float = Field(600.0, gt=0)
     batcher: SttBatcherSettings = Field(default_factory=SttBatcherSettings)
@@ -140,6 +137,13 @@ class SttSettings(BaseModel):
     #: 0 = one fewer than the model's instances, at least 1, so that an instance stays
     #: free for finals (measured: lower final latency; see stt_service/streaming/gate.py).
     stream_decode_capacity: int = Field(0, ge=0, le=4096)
+
+    @field_validator("encoder_buckets_s")
+    @classmethod
+    def _buckets_fit_a_window(cls, buckets: list[float]) -> list[float]:
+        if not buckets or any(not 0 < b <= 30 for b in buckets):
+            raise ValueError("stt.encoder_buckets_s must list lengths in (0, 30] seconds")
+        return sorted(buckets)
 
 
 class TtsSettings(BaseModel):

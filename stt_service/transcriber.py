@@ -1,11 +1,12 @@
 """Speech to text for any caller in the process: the gRPC servicer, the Jobs service, streaming.
 
 A ``Transcriber`` owns one dynamic batcher per loaded Whisper model (label
-"whisper-<name>"), each with ``stt.instances`` engine instances. Every <= 30 s window of
-every request is one batch item, so the windows of one long recording and those of
-concurrent requests can share encoder and decoder calls. Long audio is cut at pauses (see
-windowing) and all its windows are submitted at once; a window whose decode stops early
-while speech goes on is decoded again from there. Results come back in order, with
+"whisper-<name>"), each with ``stt.instances`` engine instances. A batch item is one window
+of one request (never two requests' audio in one input: see whisper_engine). Audio of up
+to 30 s is one window, decoded without a VAD pass; longer audio is cut at pauses (see
+windowing) and its windows are submitted at once. When Whisper leaves a window's last
+segment open, the rest of the window is decoded from the last closed segment on (Whisper's
+own seek rule), so no word is decoded twice or dropped. Results come back in order, with
 absolute times.
 
     transcriber = Transcriber(settings.stt)
@@ -19,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from speech_platform.metrics import ENGINE_AUDIO_SECONDS
 from stt_service.assembly import build_response
 from stt_service.assets import MODELS, model_path
 from stt_service.options import (
+    MAX_PROMPT_CHARS,
     DecodeOptions,
     TranscribeOptions,
     check_beam_size,
@@ -42,29 +44,27 @@ from stt_service.options import (
     parse_language,
 )
 from stt_service.whisper_engine import (
+    DEFAULT_BUCKETS_S,
+    DEFAULT_MARGIN_S,
+    MEL_FRAMES_PER_SECOND,
     SAMPLE_RATE,
     EngineConfig,
     WhisperEngine,
     WindowItem,
     WindowResult,
+    encoder_frames,
 )
-from stt_service.windowing import Window, plan_windows, speech_seconds
+from stt_service.windowing import Window, plan_windows
 
 log = logging.getLogger(__name__)
 
 #: Called as windows finish: (windows done, windows in all).
 ProgressCallback = Callable[[int, int], None]
-#: A window is decoded again from where its text ended, when this much of it is left...
-CONTINUE_AFTER_S = 1.0
-#: ...and the VAD hears at least this much speech in what is left.
-MIN_UNHEARD_SPEECH_S = 0.3
-#: How many times one window may be decoded again.
+#: How many times the rest of one window may be decoded again.
 MAX_CONTINUATIONS = 3
 #: Priority levels a continuation gets above its request: the request has waited its turn
 #: once, so the rest of its window goes ahead of newer arrivals instead of queueing a second
-#: time behind them. speech-bench STT at 16 clients, 3 interleaved rounds each: p99 11.1-12.2 s
-#: instead of 11.5-13.9 s; p95 and throughput the same within noise (one clip in twelve of
-#: that workload needs a continuation).
+#: time behind them.
 CONTINUATION_PRIORITY_BOOST = 1
 
 
@@ -82,8 +82,14 @@ class LoadedModel:
     languages: tuple[str, ...] = ()
     device: str = ""
     compute_type: str = ""
-    #: The engine instances (their counters show e.g. how many windows packing saved).
+    #: The engine instances (their counters show e.g. which encoder lengths were used).
     engines: tuple[WhisperEngine, ...] = ()
+    encoder_buckets_s: tuple[float, ...] = DEFAULT_BUCKETS_S
+    encoder_margin_s: float = DEFAULT_MARGIN_S
+
+    def frames_for(self, num_samples: int) -> int:
+        """The encoder length (mel frames) a window of ``num_samples`` is decoded at."""
+        return encoder_frames(num_samples, self.encoder_buckets_s, self.encoder_margin_s)
 
 
 @dataclass(frozen=True)
@@ -143,9 +149,8 @@ class Transcriber:
                     device_index=index % gpus if gpus else 0,
                     compute_type=settings.compute_type,
                     cpu_threads=settings.cpu_threads,
-                    pack_short_windows=settings.pack_short_windows,
-                    pack_max_item_seconds=settings.pack_max_item_seconds,
-                    pack_gap_seconds=settings.pack_gap_seconds,
+                    encoder_buckets_s=tuple(settings.encoder_buckets_s),
+                    encoder_margin_s=settings.encoder_margin_s,
                 )
             )
             engines.append(engine)
@@ -177,6 +182,8 @@ class Transcriber:
             device=first.device,
             compute_type=first.compute_type,
             engines=tuple(engines),
+            encoder_buckets_s=tuple(settings.encoder_buckets_s),
+            encoder_margin_s=settings.encoder_margin_s,
         )
 
     async def stop(self, grace_s: float | None = None) -> None:
@@ -257,9 +264,9 @@ class Transcriber:
 
         ``priority``: batcher scale (0 low, 1 normal, 2 high); ``timeout_s``: the caller's
         remaining deadline, after which windows still waiting are dropped (DeadlineExpired).
-        Windows the VAD hears no speech in are not decoded (silence gives an empty text).
-        When Whisper stops early in a window although speech goes on, the rest of that
-        window is decoded too (on_progress's total then grows by one).
+        Silent audio is not decoded (silence gives an empty text). When Whisper leaves a
+        window's last segment open, the rest of that window is decoded too (on_progress's
+        total then grows by one).
         """
         resolved = options if isinstance(options, ResolvedOptions) else self.resolve(options)
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
@@ -297,31 +304,35 @@ class Transcriber:
         deadline: float | None,
         progress: _Progress,
     ) -> list[tuple[Window, WindowResult]]:
-        """Decodes a window, then again from where its text ended while speech goes on.
+        """Decodes a window, then the rest of it while Whisper leaves its last segment open.
 
-        Whisper sometimes ends its output seconds before the end of a window (its clock
-        drifts ahead and it believes the audio is over); that speech would be lost.
+        Each piece ends where the next begins (``WindowResult.resume_at``), so the pieces
+        partition the window's time: nothing is transcribed twice.
         """
         pieces: list[tuple[Window, WindowResult]] = []
         current = window
+        options = resolved.decode
         for attempt in range(MAX_CONTINUATIONS + 1):
             level = priority + (CONTINUATION_PRIORITY_BOOST if attempt else 0)
-            result = await self._submit(resolved, current.take(samples), level, deadline)
+            result = await self._submit(
+                resolved, current.take(samples), level, deadline, options=options
+            )
             pieces.append((current, result))
-            if attempt == MAX_CONTINUATIONS:
-                break
-            if not stopped_early(current, result):
-                break
-            resume = await asyncio.to_thread(untranscribed_from, samples, current, result)
-            if resume is None:
+            if result.resume_at is None or attempt == MAX_CONTINUATIONS:
                 break
             log.debug(
-                "whisper stopped early; decoding the rest of the window",
-                extra={"model": resolved.model.name, "at_s": round(current.absolute_s(resume), 2)},
+                "whisper left its last segment open; decoding the rest of the window",
+                extra={
+                    "model": resolved.model.name,
+                    "at_s": round(current.absolute_s(result.resume_at), 2),
+                },
             )
             progress.grow()
             progress.advance()
-            current = current.after(resume)
+            current = current.after(result.resume_at)
+            # Like faster-whisper, the rest is decoded with the text so far as its prompt:
+            # it keeps a sentence's first word ("And ...") that a cold start tends to drop.
+            options = replace(options, initial_prompt=_joined_prompt(options, result))
         progress.advance()
         return pieces
 
@@ -331,10 +342,13 @@ class Transcriber:
         window: np.ndarray,
         priority: int,
         deadline: float | None,
+        *,
+        options: DecodeOptions | None = None,
     ) -> WindowResult:
         return await resolved.model.batcher.submit(
-            WindowItem(window, resolved.decode),
-            cost=len(window) / SAMPLE_RATE,
+            WindowItem(window, options or resolved.decode),
+            # The encoder length it will be decoded at: similar costs batch together.
+            cost=resolved.model.frames_for(len(window)) / MEL_FRAMES_PER_SECOND,
             priority=priority,
             timeout_s=None if deadline is None else deadline - time.monotonic(),
         )
@@ -385,21 +399,11 @@ class _Progress:
             self._callback(self.done, self.total)
 
 
-def stopped_early(window: Window, result: WindowResult) -> bool:
-    """The text ends over ``CONTINUE_AFTER_S`` before the window does (cheap; no VAD)."""
-    return result.text_end is not None and window.duration_s - result.text_end >= CONTINUE_AFTER_S
-
-
-def untranscribed_from(samples: np.ndarray, window: Window, result: WindowResult) -> float | None:
-    """Window time after which speech went untranscribed, or None when nothing did.
-
-    Suspect when the text ends over ``CONTINUE_AFTER_S`` before the window does, and
-    confirmed when the VAD hears at least ``MIN_UNHEARD_SPEECH_S`` of speech in the rest.
-    """
-    if result.text_end is None or not stopped_early(window, result):
-        return None
-    rest = window.after(result.text_end).take(samples)
-    return result.text_end if speech_seconds(rest) >= MIN_UNHEARD_SPEECH_S else None
+def _joined_prompt(options: DecodeOptions, result: WindowResult) -> str:
+    """The prompt for the rest of a window: the caller's prompt, then the text so far
+    (the engine keeps the prompt's last tokens when it is too long)."""
+    text = " ".join(segment.text.strip() for segment in result.segments)
+    return " ".join(part for part in (options.initial_prompt, text) if part)[-MAX_PROMPT_CHARS:]
 
 
 async def _cancel_unfinished(tasks: Sequence[asyncio.Future[Any]]) -> None:

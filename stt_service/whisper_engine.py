@@ -1,16 +1,31 @@
-"""One Whisper model instance, decoding a batch of 30 s windows from many requests at once.
+"""One Whisper model instance, decoding a batch of windows, each on its own audio only.
 
-A batch runs as: log-mel features of every window (each padded with silence to 30 s,
-never shortened: Whisper degrades on shorter inputs), ONE encoder pass over all of them,
-language detection on that encoder output for the windows that need it, then decoding in
-as few ``generate`` calls as CTranslate2 allows. It requires every prompt of a call to put
-<|startoftranscript|> at the same position, so windows are grouped by beam size and by the
-length of their previous-text prompt (hotwords, initial prompt); most batches are one call.
+**Isolation.** A batch item is one window of ONE request. Items are only stacked along the
+batch dimension, grouped by encoder length, never laid into a shared input: a window's
+transcript never depends on, or contains, another request's audio (cross-request packing
+was removed for that reason; tests/stt/test_isolation.py holds the line).
 
-Decoding follows Whisper's published recipe: beam search at temperature 0, and for a
-window whose text is too repetitive (gzip ratio > 2.4) or too unlikely (mean log-prob
-< -1), sampling at rising temperatures, batched across the windows that need it. A window
-the model deems silent (no-speech probability > 0.6 with a low log-prob) yields no text.
+**Sizing.** CTranslate2's encoder accepts fewer than 3000 mel frames and its cost falls
+steeply with length. A window is encoded at the smallest configured bucket that holds its
+audio plus a margin of silence (the margin is how Whisper sees that speech ended). The bucket
+depends on the window's own length only, so the same audio always decodes the same way.
+Below about 10 s a shortened input sends Whisper into repetition loops on some real clips,
+hence the smallest default bucket (docs/benchmarks.md has the per-clip study).
+
+**Doubt.** A decode at a shortened length is kept only when Whisper closed its last segment
+with a timestamp, the text does not repeat itself (gzip ratio) and is likely enough (mean
+log-prob). Otherwise the window is decoded again at the full 30 s, as faster-whisper does.
+
+**Continuation** (Whisper's own seek rule). When a decode ends inside a segment Whisper did
+not close (speech cut at the window's end, or the token limit), the segments up to the
+last closing timestamp are kept and ``resume_at`` tells the caller where to decode the rest
+from. Nothing is decoded twice, nothing is dropped.
+
+**Fallback.** Whisper's recipe re-samples at rising temperatures when a text is too
+repetitive or unlikely. Sampling would make a result depend on what else the instance had
+decoded before (CTranslate2's random generator lives in its worker thread and cannot be
+seeded per call), so the fallback here is deterministic: beam search again with a
+repetition penalty and no repeated 4-grams.
 """
 
 from __future__ import annotations
@@ -18,9 +33,9 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +48,6 @@ from faster_whisper.transcribe import get_suppressed_tokens
 from batcher import RequestCancelled
 from speech_platform.errors import InvalidArgument
 from stt_service.options import DecodeOptions
-from stt_service.packing import Bin, PackingPolicy, lay_out, plan_bins, split_segments_by_item
 from stt_service.segments import TimedTokens, split_segments
 from stt_service.word_timing import TimedWord, words_from_alignment
 
@@ -47,18 +61,46 @@ MEL_FRAMES_PER_SECOND = 100
 #: The decoder's context: prompt plus generated tokens.
 MAX_LENGTH = 448
 MAX_PROMPT_TOKENS = MAX_LENGTH // 2 - 1
-TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-BEST_OF = 5
+#: Whisper's timestamp tokens count steps of this many seconds.
+TIME_PRECISION = 0.02
 COMPRESSION_RATIO_LIMIT = 2.4
 LOGPROB_FLOOR = -1.0
 NO_SPEECH_THRESHOLD = 0.6
-#: Text whose last timestamp leaves this much of the window may have stopped early.
-EARLY_STOP_S = 1.0
+#: Encoder lengths (seconds) a window may be sized to; 30 s is always one of them.
+DEFAULT_BUCKETS_S: tuple[float, ...] = (10.0, 20.0, 30.0)
+#: Silence a sized window keeps after its audio.
+DEFAULT_MARGIN_S = 1.0
+#: Tokens a sized decode may generate per second of encoder input (plus a few): fast
+#: speech stays far below; a repetition loop is cut short and decoded again at 30 s.
+TOKENS_PER_SECOND = 15
+#: The deterministic fallback's decoding settings (see the module docstring).
+FALLBACK_SETTINGS: dict[str, Any] = {"repetition_penalty": 1.3, "no_repeat_ngram_size": 4}
+#: A continuation must start at least this far into its window and end this far before its
+#: end; otherwise the window counts as done (no endless or empty continuations).
+MIN_RESUME_S = 0.5
+
+
+def encoder_frames(
+    num_samples: int,
+    buckets_s: Sequence[float] = DEFAULT_BUCKETS_S,
+    margin_s: float = DEFAULT_MARGIN_S,
+) -> int:
+    """Mel frames a window of ``num_samples`` is encoded at: the smallest bucket that holds
+    its audio plus ``margin_s``; 3000 (30 s) when none does.
+
+    >>> encoder_frames(3 * 16000), encoder_frames(9.5 * 16000), encoder_frames(29 * 16000)
+    (1000, 2000, 3000)
+    """
+    needed = num_samples / SAMPLE_RATE + margin_s
+    for bucket in sorted(buckets_s):
+        if bucket >= needed:
+            return min(WINDOW_FRAMES, round(bucket * MEL_FRAMES_PER_SECOND))
+    return WINDOW_FRAMES
 
 
 @dataclass(frozen=True)
 class WindowItem:
-    """One batch item: at most 30 s of 16 kHz mono float32 audio and how to decode it."""
+    """One batch item: at most 30 s of one request's 16 kHz mono audio and how to decode it."""
 
     samples: np.ndarray
     options: DecodeOptions
@@ -93,10 +135,11 @@ class WindowResult:
     segments: tuple[DecodedSegment, ...]
     language: str
     language_probability: float
-    #: Where the transcribed speech ends in the window, in seconds (None: no text). Taken
-    #: from the word alignment when the text stops well before the window's end, because
-    #: Whisper's own timestamps drift by seconds exactly when it stops too early.
-    text_end: float | None = None
+    #: Window time from which the audio is still to be transcribed (Whisper's seek rule:
+    #: its last segment was not closed); None when the whole window is done.
+    resume_at: float | None = None
+    #: The encoder length (mel frames) that produced this result.
+    encoder_frames: int = WINDOW_FRAMES
 
 
 @dataclass(frozen=True)
@@ -107,13 +150,12 @@ class EngineConfig:
     compute_type: str = "int8"
     cpu_threads: int = 1
     #: Windows per encoder call on a CPU (0 = 1): the encoder is compute bound there and a
-    #: batched call measured 10-35 % more CPU time than the same windows one by one (the
-    #: decoder still runs batched). A GPU always encodes the whole batch in one call.
+    #: batched call costs more CPU time than the same windows one by one (the decoder still
+    #: runs batched). A GPU always encodes a whole group in one call.
     encoder_batch_size: int = 0
-    #: Decode several short windows of a batch as one 30 s window (see packing).
-    pack_short_windows: bool = False
-    pack_max_item_seconds: float = 10.0
-    pack_gap_seconds: float = 0.5
+    #: Encoder lengths a window may be sized to (see ``encoder_frames``).
+    encoder_buckets_s: tuple[float, ...] = DEFAULT_BUCKETS_S
+    encoder_margin_s: float = DEFAULT_MARGIN_S
 
 
 @dataclass
@@ -122,6 +164,8 @@ class _Attempt:
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
+    #: The last segment was closed by a timestamp (Whisper's "single timestamp ending").
+    closed: bool
 
     @property
     def silent(self) -> bool:
@@ -134,6 +178,11 @@ class _Attempt:
         return (
             self.compression_ratio <= COMPRESSION_RATIO_LIMIT and self.avg_logprob >= LOGPROB_FLOOR
         )
+
+    @property
+    def trusted_when_sized(self) -> bool:
+        """Whether a decode of a shortened encoder input may stand (see the module doc)."""
+        return self.silent or (self.closed and self.acceptable)
 
 
 class WhisperEngine:
@@ -154,14 +203,11 @@ class WhisperEngine:
         english = self._tokenizer("en")
         self._sot = english.sot
         self._suppress = list(get_suppressed_tokens(english, [-1]) or ())
-        #: Counters for tests and measurements: batch items decoded, windows that went
-        #: through the encoder (fewer than items when packing), items decoded packed,
-        #: items decoded again alone after packing, and packed segments that straddled items.
+        #: Counters for tests and measurements: batch items decoded, windows encoded at
+        #: each encoder length (frames), and sized decodes redone at the full 30 s.
         self.items_decoded = 0
-        self.windows_encoded = 0
-        self.items_packed = 0
-        self.items_redecoded = 0
-        self.straddling_segments = 0
+        self.encoded_frames: Counter[int] = Counter()
+        self.redone_at_full_length = 0
 
     # ------------------------------------------------------------------ facts
 
@@ -181,23 +227,42 @@ class WhisperEngine:
     def compute_type(self) -> str:
         return str(self._whisper.compute_type)
 
+    def frames_for(self, num_samples: int) -> int:
+        """The encoder length a window of ``num_samples`` is decoded at first."""
+        return encoder_frames(
+            num_samples, self.config.encoder_buckets_s, self.config.encoder_margin_s
+        )
+
     # ------------------------------------------------------------------ batch
 
     def run_batch(self, items: Sequence[WindowItem]) -> list[WindowResult | Exception]:
-        """Decodes every window; a bad item gets its own exception, the others their result."""
+        """Decodes every window; a bad item gets its own exception, the others their result.
+
+        Windows of one encoder length decode together; a sized decode in doubt is decoded
+        again at the full length, alone with the other doubtful ones.
+        """
         outcomes: list[WindowResult | Exception | None] = [None] * len(items)
-        valid: list[int] = []
+        groups: dict[int, list[int]] = defaultdict(list)
         for index, item in enumerate(items):
             problem = self._check(item)
             if problem is None:
-                valid.append(index)
+                groups[self.frames_for(len(item.samples))].append(index)
             else:
                 outcomes[index] = problem
-        if valid:
-            batch = [items[i] for i in valid]
-            self.items_decoded += len(batch)
-            decode = self._decode_packed if self.config.pack_short_windows else self._decode_batch
-            for index, result in zip(valid, decode(batch), strict=True):
+        redo: list[int] = []
+        for frames, members in sorted(groups.items()):
+            self.items_decoded += len(members)
+            decoded = self._decode_group([items[i] for i in members], frames)
+            for index, result in zip(members, decoded, strict=True):
+                if result is None:
+                    redo.append(index)
+                else:
+                    outcomes[index] = result
+        if redo:
+            self.redone_at_full_length += len(redo)
+            log.debug("sized decodes in doubt, decoded again at 30 s", extra={"count": len(redo)})
+            again = self._decode_group([items[i] for i in redo], WINDOW_FRAMES)
+            for index, result in zip(redo, again, strict=True):
                 outcomes[index] = result
         return [o if o is not None else RuntimeError("window was not decoded") for o in outcomes]
 
@@ -215,133 +280,49 @@ class WhisperEngine:
             return InvalidArgument(f"language {language!r} is not supported by this model")
         return None
 
-    def _decode_packed(self, items: list[WindowItem]) -> list[WindowResult]:
-        """Like ``_decode_batch``, with short compatible items sharing windows (see packing).
-
-        Packed windows and the items left alone share the same encoder and decoder calls.
-        An item that got no text from its packed window (Whisper stopped early, or skipped
-        it), or whose words a segment running across a gap makes suspect, is decoded again
-        alone: packing must not lose or misplace speech. A silent item so costs two decodes.
-        """
-        policy = PackingPolicy(
-            max_item_seconds=self.config.pack_max_item_seconds,
-            gap_seconds=self.config.pack_gap_seconds,
-        )
-        bins = plan_bins(
-            [len(item.samples) / SAMPLE_RATE for item in items],
-            [self._pack_key(item.options) for item in items],
-            policy,
-        )
-        if not bins:
-            return self._decode_batch(items)
-        packed = {p.index for b in bins for p in b.placements}
-        alone = [i for i in range(len(items)) if i not in packed]
-        windows = [items[i] for i in alone] + [
-            WindowItem(
-                lay_out([item.samples for item in items], b),
-                # Always aligned: word times decide which item each word belongs to.
-                replace(items[b.placements[0].index].options, word_timestamps=True),
-            )
-            for b in bins
-        ]
-        decoded = self._decode_batch(windows)
-        results: list[WindowResult | None] = [None] * len(items)
-        for index, result in zip(alone, decoded, strict=False):
-            results[index] = result
-        doubtful: list[int] = []
-        for b, window in zip(bins, decoded[len(alone) :], strict=True):
-            self.items_packed += len(b.placements)
-            for index, split in self._split(items, b, window):
-                if split is None:
-                    doubtful.append(index)
-                else:
-                    results[index] = split
-        if doubtful:
-            self.items_redecoded += len(doubtful)
-            log.debug("packed items decoded again alone", extra={"count": len(doubtful)})
-            again = self._decode_batch([items[i] for i in doubtful])
-            for index, result in zip(doubtful, again, strict=True):
-                results[index] = result
-        return [r for r in results if r is not None]
-
-    def _pack_key(self, options: DecodeOptions) -> tuple[Any, ...] | None:
-        """What packed items must share; None: not packable (language still to detect)."""
-        language = options.language if self.multilingual else "en"
-        if language is None:
-            return None
-        return (language, options.beam_size, options.initial_prompt, options.hotwords)
-
-    def _split(
-        self, items: list[WindowItem], packed: Bin, window: WindowResult
-    ) -> list[tuple[int, WindowResult | None]]:
-        """Each packed item's result; None where it must be decoded alone (see above)."""
-        report = split_segments_by_item(window.segments, packed, language=window.language)
-        self.straddling_segments += report.straddling
-        out: list[tuple[int, WindowResult | None]] = []
-        for position, (placement, got) in enumerate(
-            zip(packed.placements, report.per_item, strict=True)
-        ):
-            if not got.segments or position in report.straddled:
-                out.append((placement.index, None))
-                continue
-            segments = got.segments
-            if not items[placement.index].options.word_timestamps:
-                segments = [replace(s, words=()) for s in segments]
-            out.append(
-                (
-                    placement.index,
-                    WindowResult(
-                        tuple(segments),
-                        window.language,
-                        window.language_probability,
-                        got.text_end,
-                    ),
-                )
-            )
-        return out
-
-    def _decode_batch(self, items: list[WindowItem]) -> list[WindowResult]:
-        self.windows_encoded += len(items)
-        features = np.stack([self._features(item.samples) for item in items])
+    def _decode_group(self, items: list[WindowItem], frames: int) -> list[WindowResult | None]:
+        """Decodes windows at one encoder length; None for a sized decode in doubt."""
+        final = frames >= WINDOW_FRAMES
+        self.encoded_frames[frames] += len(items)
+        features = np.stack([self._features(item.samples, frames) for item in items])
         encoded = _EncodedBatch(self, features)
         languages = self._languages(items, encoded)
         prompts = [
             self._prompt(item.options, language)
             for item, (language, _) in zip(items, languages, strict=True)
         ]
-        attempts = self._decode_with_fallback(items, prompts, encoded)
-        token_segments: list[list[TimedTokens]] = [
-            split_segments(
-                attempt.tokens,
-                eot=self._tokenizer(language).eot,
-                timestamp_begin=self._tokenizer(language).timestamp_begin,
-                window_duration=len(item.samples) / SAMPLE_RATE,
+        attempts = self._decode_with_fallback(items, prompts, encoded, frames)
+        kept = [p for p, a in enumerate(attempts) if final or a.trusted_when_sized]
+        token_segments: dict[int, list[TimedTokens]] = {}
+        resume: dict[int, float | None] = {}
+        for position in kept:
+            attempt = attempts[position]
+            duration = len(items[position].samples) / SAMPLE_RATE
+            tokenizer = self._tokenizer(languages[position][0])
+            tokens, resume_at = (attempt.tokens, None)
+            if not attempt.silent:
+                tokens, resume_at = seek_rule(
+                    attempt.tokens, tokenizer.timestamp_begin, duration
+                )
+            resume[position] = resume_at
+            token_segments[position] = (
+                split_segments(
+                    tokens,
+                    eot=tokenizer.eot,
+                    timestamp_begin=tokenizer.timestamp_begin,
+                    window_duration=duration,
+                )
+                if not attempt.silent
+                else []
             )
-            if not attempt.silent
-            else []
-            for item, attempt, (language, _) in zip(items, attempts, languages, strict=True)
-        ]
-        # Word times for the windows that asked, and for those whose text stops early.
-        aligned = [
-            position
-            for position, item in enumerate(items)
-            if token_segments[position]
-            and (
-                item.options.word_timestamps
-                or len(item.samples) / SAMPLE_RATE - token_segments[position][-1].end
-                >= EARLY_STOP_S
-            )
-        ]
+        aligned = [p for p in kept if token_segments[p] and items[p].options.word_timestamps]
         words = self._align_words(items, aligned, languages, token_segments, encoded)
-        results = []
-        for position, (language, probability) in enumerate(languages):
+        results: list[WindowResult | None] = [None] * len(items)
+        for position in kept:
+            language, probability = languages[position]
             tokenizer = self._tokenizer(language)
             attempt = attempts[position]
-            timed = words.get(position, [])
-            text_end = _text_end(token_segments[position], timed)
-            if not items[position].options.word_timestamps:
-                timed = []
-            segment_words = _words_per_segment(token_segments[position], timed)
+            segment_words = _words_per_segment(token_segments[position], words.get(position, []))
             segments = tuple(
                 DecodedSegment(
                     # With word times at hand, the segment spans its words: the alignment
@@ -355,18 +336,20 @@ class WhisperEngine:
                 )
                 for k, segment in enumerate(token_segments[position])
             )
-            results.append(WindowResult(segments, language, probability, text_end))
+            results[position] = WindowResult(
+                segments, language, probability, resume[position], frames
+            )
         return results
 
     # ------------------------------------------------------------------ steps
 
-    def _features(self, samples: np.ndarray) -> np.ndarray:
-        padded = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
-        padded[: len(samples)] = samples
+    def _features(self, samples: np.ndarray, frames: int) -> np.ndarray:
+        padded = np.zeros(frames * WINDOW_SAMPLES // WINDOW_FRAMES, dtype=np.float32)
+        padded[: len(samples)] = samples[: len(padded)]
         mel = self._model.feature_extractor(padded, padding=0)
-        if mel.shape[-1] < WINDOW_FRAMES:
-            mel = np.pad(mel, ((0, 0), (0, WINDOW_FRAMES - mel.shape[-1])))
-        return np.ascontiguousarray(mel[:, :WINDOW_FRAMES], dtype=np.float32)
+        if mel.shape[-1] < frames:
+            mel = np.pad(mel, ((0, 0), (0, frames - mel.shape[-1])))
+        return np.ascontiguousarray(mel[:, :frames], dtype=np.float32)
 
     def _languages(
         self, items: list[WindowItem], encoded: _EncodedBatch
@@ -407,24 +390,32 @@ class WhisperEngine:
         return prompt + list(tokenizer.sot_sequence)
 
     def _decode_with_fallback(
-        self, items: list[WindowItem], prompts: list[list[int]], encoded: _EncodedBatch
+        self,
+        items: list[WindowItem],
+        prompts: list[list[int]],
+        encoded: _EncodedBatch,
+        frames: int,
     ) -> list[_Attempt]:
+        """Beam search; at full length, once more with the deterministic fallback for the
+        windows whose text is not acceptable (a sized decode in doubt is redone at 30 s
+        instead)."""
         everyone = list(range(len(items)))
         tried: dict[int, list[_Attempt]] = defaultdict(list)
-        for position, hypotheses in self._generate(
-            everyone, prompts, encoded, lambda p: {"beam_size": items[p].options.beam_size}
+        for position, attempt in self._generate(
+            everyone, prompts, encoded, frames, lambda p: {"beam_size": items[p].options.beam_size}
         ).items():
-            tried[position].append(_best(hypotheses))
+            tried[position].append(attempt)
         retry = [p for p in everyone if not tried[p][-1].acceptable]
-        for temperature in TEMPERATURES[1:]:
-            if not retry:
-                break
-            sampled = self._generate(retry, prompts, encoded, _sampling(temperature))
-            for position, hypotheses in sampled.items():
-                tried[position].append(_best(hypotheses))
-            retry = [p for p in retry if not tried[p][-1].acceptable]
-        if retry:
-            log.debug("windows kept their best decode after fallback", extra={"count": len(retry)})
+        if retry and frames >= WINDOW_FRAMES:
+            again = self._generate(
+                retry,
+                prompts,
+                encoded,
+                frames,
+                lambda p: {"beam_size": items[p].options.beam_size, **FALLBACK_SETTINGS},
+            )
+            for position, attempt in again.items():
+                tried[position].append(attempt)
         return [_final_choice(tried[p]) for p in everyone]
 
     def _generate(
@@ -432,21 +423,25 @@ class WhisperEngine:
         positions: list[int],
         prompts: list[list[int]],
         encoded: _EncodedBatch,
+        frames: int,
         settings_for: Callable[[int], dict[str, Any]],
-    ) -> dict[int, list[_Attempt]]:
-        """Runs generate once per group of windows that CTranslate2 can decode together."""
+    ) -> dict[int, _Attempt]:
+        """Runs generate once per group of windows that CTranslate2 can decode together
+        (the same start-of-transcript position and settings)."""
         groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         for position in positions:
             settings = settings_for(position)
             sot_at = prompts[position].index(self._sot)
             groups[(sot_at, *sorted(settings.items()))].append(position)
-        out: dict[int, list[_Attempt]] = {}
+        english = self._tokenizer("en")
+        out: dict[int, _Attempt] = {}
         for members in groups.values():
             settings = settings_for(members[0])
+            prompt_length = max(len(prompts[p]) for p in members)
             results = self._whisper.generate(
                 encoded.take(members),
                 [prompts[p] for p in members],
-                max_length=MAX_LENGTH,
+                max_length=max_length(frames, prompt_length),
                 return_scores=True,
                 return_no_speech_prob=True,
                 suppress_blank=True,
@@ -454,10 +449,12 @@ class WhisperEngine:
                 **settings,
             )
             for position, result in zip(members, results, strict=True):
-                out[position] = [
-                    _attempt(ids, score, result.no_speech_prob, self._tokenizer("en"))
-                    for ids, score in zip(result.sequences_ids, result.scores, strict=True)
-                ]
+                out[position] = _attempt(
+                    result.sequences_ids[0],
+                    result.scores[0],
+                    result.no_speech_prob,
+                    english,
+                )
         return out
 
     def _align_words(
@@ -465,7 +462,7 @@ class WhisperEngine:
         items: list[WindowItem],
         positions: list[int],
         languages: list[tuple[str, float]],
-        token_segments: list[list[TimedTokens]],
+        token_segments: dict[int, list[TimedTokens]],
         encoded: _EncodedBatch,
     ) -> dict[int, list[TimedWord]]:
         """Word timings of the windows at ``positions``; one align call per language."""
@@ -555,28 +552,61 @@ class _EncodedBatch:
         return ctranslate2.StorageView.from_array(part)
 
 
-def _sampling(temperature: float) -> Callable[[int], dict[str, Any]]:
-    settings = {
-        "beam_size": 1,
-        "num_hypotheses": BEST_OF,
-        "sampling_topk": 0,
-        "sampling_temperature": temperature,
-    }
-    return lambda _position: settings
+def max_length(frames: int, prompt_length: int) -> int:
+    """The decoder's length limit (prompt included) for an encoder input of ``frames``.
+
+    >>> max_length(3000, 3), max_length(1000, 3)
+    (448, 169)
+    """
+    if frames >= WINDOW_FRAMES:
+        return MAX_LENGTH
+    budget = math.ceil(frames / MEL_FRAMES_PER_SECOND * TOKENS_PER_SECOND) + 16
+    return min(MAX_LENGTH, prompt_length + budget)
+
+
+def seek_rule(
+    tokens: list[int], timestamp_begin: int, duration_s: float
+) -> tuple[list[int], float | None]:
+    """Whisper's rule for where a decode ends: (the tokens to keep, where to resume).
+
+    Output that ends on a closed segment (text, then one timestamp) covers the whole window.
+    Output that ends otherwise, after at least one closed segment (two timestamps in a row
+    mark a boundary), is kept up to the last boundary, and the window resumes at that
+    boundary's time. Output with no boundary at all is one segment and covers the window.
+
+    >>> tb = 100  # timestamp tokens are >= 100 here; 0.02 s per step
+    >>> seek_rule([100, 1, 2, 150], tb, 5.0)
+    ([100, 1, 2, 150], None)
+    >>> seek_rule([100, 1, 150, 150, 3, 4], tb, 5.0)
+    ([100, 1, 150], 1.0)
+    >>> seek_rule([100, 1, 2], tb, 5.0)
+    ([100, 1, 2], None)
+    """
+    if len(tokens) >= 2 and tokens[-1] >= timestamp_begin > tokens[-2]:
+        return tokens, None
+    boundaries = [
+        i
+        for i in range(1, len(tokens))
+        if tokens[i] >= timestamp_begin and tokens[i - 1] >= timestamp_begin
+    ]
+    if not boundaries:
+        return tokens, None
+    last = boundaries[-1]
+    resume_at = round((tokens[last - 1] - timestamp_begin) * TIME_PRECISION, 3)
+    if resume_at < MIN_RESUME_S or duration_s - resume_at < MIN_RESUME_S:
+        return tokens, None
+    return tokens[:last], resume_at
 
 
 def _attempt(ids: list[int], score: float, no_speech_prob: float, tokenizer: Tokenizer) -> _Attempt:
     # CTranslate2 scores are length-normalised (length_penalty=1): undo that, then average
     # over the tokens plus the end-of-text token, as Whisper's thresholds assume.
     cumulative = score * len(ids)
-    text = tokenizer.decode(ids).strip()
+    text = tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip()
     raw = text.encode("utf-8")
     ratio = len(raw) / len(zlib.compress(raw)) if raw else 0.0
-    return _Attempt(list(ids), cumulative / (len(ids) + 1), float(no_speech_prob), ratio)
-
-
-def _best(hypotheses: list[_Attempt]) -> _Attempt:
-    return max(hypotheses, key=lambda a: a.avg_logprob)
+    closed = len(ids) >= 2 and ids[-1] >= tokenizer.timestamp_begin > ids[-2]
+    return _Attempt(list(ids), cumulative / (len(ids) + 1), float(no_speech_prob), ratio, closed)
 
 
 def _final_choice(attempts: list[_Attempt]) -> _Attempt:
@@ -585,12 +615,6 @@ def _final_choice(attempts: list[_Attempt]) -> _Attempt:
         return attempts[-1]
     not_looping = [a for a in attempts if a.compression_ratio <= COMPRESSION_RATIO_LIMIT]
     return max(not_looping or attempts, key=lambda a: a.avg_logprob)
-
-
-def _text_end(segments: list[TimedTokens], words: list[TimedWord]) -> float | None:
-    if not segments:
-        return None
-    return words[-1].end if words else segments[-1].end
 
 
 def _words_per_segment(

@@ -1,6 +1,8 @@
 """Plans the 30 s Whisper inputs ("windows") of a recording, from where the VAD hears speech.
 
-Whisper reads exactly 30 s at a time. Audio that fits is one window, as it is. Longer audio
+Whisper reads at most 30 s at a time. Audio that fits is one window, as it is, and pays no
+VAD pass: only true silence (no 32 ms frame louder than about -60 dBFS) is left undecoded,
+since Whisper invents "Thank you." on silence. Longer audio
 is cut where the bundled Silero VAD (faster-whisper's ``get_speech_timestamps``) hears
 pauses: speech chunks of at most 30 s (a chunk that runs longer is cut at its last short
 pause, or hard at 30 s), each with 0.4 s of context either side, packed in order into
@@ -103,18 +105,27 @@ class Window:
 
 
 def plan_windows(samples: np.ndarray, *, max_window_s: float = MAX_WINDOW_S) -> list[Window]:
-    """Windows for ``samples`` (16 kHz mono): see the module docstring.
-
-    The VAD runs even on audio that fits one window, so that silence is not decoded at all
-    (Whisper's classic failure on silence is to invent "You" or "Thank you.").
-    """
+    """Windows for ``samples`` (16 kHz mono): see the module docstring."""
     total = len(samples)
     if total == 0:
         return []
-    chunks = speech_chunks(samples, max_chunk_s=max_window_s)
     if total <= int(max_window_s * SAMPLE_RATE):
-        return [Window.whole(0, total, has_speech=bool(chunks))]
-    return pack(chunks, max_window_s=max_window_s)
+        return [Window.whole(0, total, has_speech=not is_silent(samples))]
+    return pack(speech_chunks(samples, max_chunk_s=max_window_s), max_window_s=max_window_s)
+
+
+#: RMS of the loudest 32 ms frame below which audio counts as silence (-60 dBFS).
+SILENCE_RMS = 1e-3
+
+
+def is_silent(samples: np.ndarray) -> bool:
+    """No 32 ms frame of ``samples`` is louder than ``SILENCE_RMS`` (cheap; no model)."""
+    usable = len(samples) - len(samples) % VAD_FRAME_SAMPLES
+    frames = np.asarray(samples[:usable], np.float32).reshape(-1, VAD_FRAME_SAMPLES)
+    if len(frames) == 0:
+        return bool(np.sqrt(np.mean(np.square(samples, dtype=np.float64))) < SILENCE_RMS)
+    loudest = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1)).max()
+    return bool(loudest < SILENCE_RMS)
 
 
 def speech_chunks(samples: np.ndarray, *, max_chunk_s: float = MAX_WINDOW_S) -> list[Span]:
@@ -138,15 +149,6 @@ def speech_chunks(samples: np.ndarray, *, max_chunk_s: float = MAX_WINDOW_S) -> 
         if end > start:
             chunks.append((start, end))
     return chunks
-
-
-def speech_seconds(samples: np.ndarray) -> float:
-    """How much of ``samples`` the VAD scores as speech (32 ms frames scored >= 0.5)."""
-    from faster_whisper.vad import get_vad_model
-
-    padded = np.pad(np.asarray(samples, np.float32), (0, (-len(samples)) % VAD_FRAME_SAMPLES))
-    scores = np.asarray(get_vad_model()(padded)).reshape(-1)
-    return float((scores >= SPEECH_THRESHOLD).sum() * VAD_FRAME_SAMPLES / SAMPLE_RATE)
 
 
 def pack(chunks: Sequence[Span], *, max_window_s: float = MAX_WINDOW_S) -> list[Window]:

@@ -41,3 +41,23 @@ def speech_clips(librivox_clips, goforward) -> list[SpeechClip]:
         )
     )
     return clips
+
+
+@pytest.fixture(scope="session")
+def recordings(speech_clips, speech_dir) -> dict[str, np.ndarray]:
+    """Every real recording at hand (16 kHz mono), by name: LibriVox sentences, card
+    names, commands and digit strings of 1-7 s, plus three built from them: 26 s of
+    LibriVox, exactly 30.0 s ending in mid-speech, and 60 s."""
+    found = {clip.name: clip.samples for clip in speech_clips}
+    for path in sorted((speech_dir / "cards").glob("*.wav")):
+        found[f"cards-{path.stem}"] = read_wav(path)
+    for name in ("numbers", "something"):
+        found[name] = read_raw16(speech_dir / f"{name}.raw")
+    found["digits"] = read_raw16(speech_dir / "tidigits" / "dhd.2934z.raw")
+    librivox = [clip.samples for clip in speech_clips[:5]]
+    pause = np.zeros(int(0.3 * 16000), np.float32)
+    sentences = np.concatenate([part for clip in librivox for part in (clip, pause)])
+    found["librivox-26s"] = sentences
+    found["exactly-30s"] = np.concatenate([sentences, sentences])[: 30 * 16000]
+    found["librivox-60s"] = np.concatenate([sentences] * 3)[: 60 * 16000]
+    return found

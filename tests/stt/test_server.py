@@ -35,7 +35,6 @@ async def server():
     settings.stt.batcher.max_queue_delay_ms = 10
     # Unpacked, so that every request is one batch item and the batch-size metrics
     # count requests (packing is tested in test_packing.py).
-    settings.stt.pack_short_windows = False
     async with running_server(settings) as running:
         yield running
 

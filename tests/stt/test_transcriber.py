@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,9 +14,7 @@ from batcher import DeadlineExpired
 from speech_platform.config import SttBatcherSettings, SttSettings
 from speech_platform.errors import InvalidArgument, NotFound
 from stt_service.options import TranscribeOptions
-from stt_service.transcriber import Transcriber, untranscribed_from
-from stt_service.whisper_engine import WindowResult
-from stt_service.windowing import Window
+from stt_service.transcriber import Transcriber
 from tests.stt.media import join_with_silence, wer
 
 pytestmark = pytest.mark.slow
@@ -138,51 +137,40 @@ async def test_a_window_whose_deadline_passes_in_the_queue_is_never_decoded(
     assert len(results) == 5
 
 
-def test_speech_after_the_text_is_found_and_silence_is_not(speech_clips):
-    first, second = speech_clips[1], speech_clips[5]  # 3 s of LibriVox, then "go forward"
-    audio, (span_a, span_b) = join_with_silence([first.samples, second.samples], gap_s=1.0)
-    window = Window.whole(0, len(audio))
-
-    def text_ending(at_s: float | None) -> WindowResult:
-        return WindowResult(segments=(), language="en", language_probability=1.0, text_end=at_s)
-
-    # The text stopped after the first clip: the second went unheard, from there on.
-    assert untranscribed_from(audio, window, text_ending(span_a[1])) == span_a[1]
-    # The text reached the end of the speech: nothing left.
-    assert untranscribed_from(audio, window, text_ending(span_b[1] - 0.2)) is None
-    # No text at all is not "stopped early" (the model heard nothing to say).
-    assert untranscribed_from(audio, window, text_ending(None)) is None
-    # Only silence after the text.
-    padded = np.concatenate([first.samples, np.zeros(3 * 16000, np.float32)])
-    assert (
-        untranscribed_from(padded, Window.whole(0, len(padded)), text_ending(first.duration_s))
-        is None
-    )
-
-
-async def test_the_rest_of_a_window_goes_ahead_of_newer_requests(
-    transcriber, speech_clips, monkeypatch
-):
-    """When Whisper stops early, the rest of the window is queued one level higher: the
-    request already waited its turn once."""
-    from stt_service import transcriber as module
-
+async def test_the_rest_of_a_window_goes_ahead_with_the_text_so_far(transcriber, speech_clips):
+    """When Whisper leaves a window's last segment open, the rest of the window is decoded
+    from there, one priority level higher (the request already waited its turn once) and
+    with the text so far as its prompt; the pieces do not overlap."""
     clip = speech_clips[0]
-    resume_at = clip.duration_s / 2
-    calls = iter([True])  # the first window "stopped early" once, then it is done
-    monkeypatch.setattr(module, "stopped_early", lambda window, result: next(calls, False))
-    monkeypatch.setattr(module, "untranscribed_from", lambda samples, window, result: resume_at)
-    submitted: list[tuple[float, int]] = []
+    resume_at = round(clip.duration_s / 2, 2)
+    submitted: list[tuple[float, int, str]] = []
+    first_piece: list[int] = []
     real_submit = transcriber._submit
 
-    async def recording_submit(resolved, window, priority, deadline):
-        submitted.append((len(window) / 16000, priority))
-        return await real_submit(resolved, window, priority, deadline)
+    async def recording_submit(resolved, window, priority, deadline, *, options=None):
+        submitted.append(
+            (len(window) / 16000, priority, (options or resolved.decode).initial_prompt)
+        )
+        result = await real_submit(resolved, window, priority, deadline, options=options)
+        if len(submitted) == 1:  # as if Whisper had left a segment open at resume_at
+            kept = tuple(s for s in result.segments if s.end <= resume_at) or result.segments[:1]
+            first_piece.append(len(kept))
+            return replace(result, segments=kept, resume_at=resume_at)
+        return result
 
-    monkeypatch.setattr(transcriber, "_submit", recording_submit)
-    response = await transcriber.transcribe(clip.samples, TranscribeOptions(), priority=1)
+    transcriber._submit = recording_submit
+    try:
+        response = await transcriber.transcribe(clip.samples, TranscribeOptions(), priority=1)
+    finally:
+        del transcriber._submit
     assert len(submitted) == 2
-    (whole_s, first), (rest_s, second) = submitted
-    assert second > first
-    assert rest_s == pytest.approx(whole_s - resume_at, abs=0.05)
-    assert response.text
+    (whole_s, first, no_prompt), (rest_s, second, prompt) = submitted
+    assert second == first + 1
+    assert rest_s == pytest.approx(whole_s - resume_at, abs=0.01)
+    assert no_prompt == "" and prompt
+    assert response.text.startswith(prompt)
+    # The second piece's times start where the first piece stopped.
+    (kept,) = first_piece
+    assert response.segments[kept:]
+    # (float32 on the wire)
+    assert all(s.start_seconds >= resume_at - 1e-3 for s in response.segments[kept:])
