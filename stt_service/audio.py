@@ -29,8 +29,13 @@ TARGET_RATE = 16000
 #: Container formats accepted by auto-detection (FFmpeg demuxer names).
 CONTAINERS = {"wav": "WAV", "flac": "FLAC", "mp3": "MP3", "ogg": "Ogg"}
 RAW_ENCODINGS = (common_pb2.AUDIO_ENCODING_LINEAR16, common_pb2.AUDIO_ENCODING_MULAW)
-MIN_RAW_RATE, MAX_RAW_RATE = 4000, 384000
-MAX_CHANNELS = 32
+#: Sample rates and channel counts accepted, raw or in a container header. Real speech
+#: never needs more; a header claiming more is how a few KB expand into gigabytes of
+#: samples, so it is refused before a single frame is decoded.
+MIN_RAW_RATE, MAX_RAW_RATE = 4000, 192000
+MAX_CHANNELS = 8
+#: Codecs decoded inside the accepted containers (FFmpeg decoder names; pcm_* too).
+CODECS = frozenset({"flac", "mp3", "mp3float", "opus", "libopus", "vorbis", "libvorbis"})
 #: Decoded audio may fall this much short of the declared duration (codec delay, rounding)
 #: before the file counts as truncated: a fixed part plus a fraction of the declared length.
 _SHORTFALL_S = 0.1
@@ -201,6 +206,7 @@ def _decode_container(data: bytes, max_seconds: float | None) -> DecodedAudio:
         declared_s = _declared_seconds(stream)
         rate = int(stream.rate or 0)
         channels = int(stream.channels or 0)
+        _check_header(label, stream.codec_context.name, rate, channels)
         mono_pieces, native_rate, failure = _decode_stream_mono(container, stream, max_seconds)
     samples_native = np.concatenate(mono_pieces) if mono_pieces else np.zeros(0, np.float32)
     decoded_s = len(samples_native) / native_rate if native_rate else 0.0
@@ -213,6 +219,24 @@ def _decode_container(data: bytes, max_seconds: float | None) -> DecodedAudio:
         rate or native_rate,
         channels,
     )
+
+
+def _check_header(label: str, codec: str, rate: int, channels: int) -> None:
+    """Refuses, from the header alone, what no speech needs: see MAX_RAW_RATE, CODECS."""
+    if codec not in CODECS and not codec.startswith("pcm_"):
+        raise InvalidArgument(
+            f"the {label} file holds {codec!r} audio; accepted codecs are PCM, FLAC, MP3, "
+            "Opus and Vorbis"
+        )
+    if rate > MAX_RAW_RATE:
+        raise InvalidArgument(
+            f"the {label} header declares {rate} Hz; at most {MAX_RAW_RATE} Hz is accepted"
+        )
+    if channels > MAX_CHANNELS:
+        raise InvalidArgument(
+            f"the {label} header declares {channels} channels; at most {MAX_CHANNELS} "
+            "are accepted"
+        )
 
 
 def _decode_stream_mono(
