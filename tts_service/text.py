@@ -239,7 +239,9 @@ _NUMBER_RULES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...
         _year,
     ),
     (
-        re.compile(r"(?P<n>(?:" + _INTEGER + r")(?:\.\d+)?|\.\d+)\s?%"),
+        # Starts at a number's first digit only: trying every digit of a long run, each
+        # time to the run's end, would be quadratic.
+        re.compile(r"(?<![\d,.])(?P<n>(?:" + _INTEGER + r")(?:\.\d+)?|\.\d+)\s?%"),
         lambda m: f"{_say_number(m['n'])} percent",
     ),
     (
@@ -283,7 +285,11 @@ def normalize(text: str) -> str:
 
 #: A sentence ends at . ! ? or an ellipsis (with any closing quotes or brackets) before a space,
 #: unless the word before the mark is a single letter (an initial, as in "J. R. Tolkien").
-_SENTENCE_END = re.compile(r"(?<!\b[A-Za-z])[.!?…]+[\"')\]]*(?=\s)|(?<=\b[A-Za-z])[!?…]+(?=\s)")
+#: A match only starts at the first mark of a run (the lookbehind), and its quantifiers never
+#: give back (possessive): each run is scanned once, so splitting is linear in the text.
+_SENTENCE_END = re.compile(
+    r"(?<![.!?…])(?:(?<!\b[A-Za-z])[.!?…]++[\"')\]]*+(?=\s)|(?<=\b[A-Za-z])[!?…]++(?=\s))"
+)
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -184,3 +186,21 @@ def test_any_text_normalises_to_bounded_speakable_sentences(text):
         assert 0 < len(sentence) <= 120
         assert is_speakable(sentence)
         assert all(ch.isprintable() for ch in sentence)
+
+
+@pytest.mark.parametrize("unit", ["…", "!", "?!", "1", "1.", "12%", "Mr. ", "$1", "11:", "1st"])
+def test_hostile_runs_cost_linear_time(unit):
+    """Runs of marks or digits were quadratic (5,000 "…" held the event loop for seconds).
+    Eight times the input must cost about eight times as much, far below the 64 times a
+    quadratic pass would take (CPU time, best of three)."""
+
+    def cost(repeats: int) -> float:
+        text = unit * repeats
+        best = float("inf")
+        for _ in range(3):
+            started = time.process_time()
+            split_sentences(normalize(text))
+            best = min(best, time.process_time() - started)
+        return max(best, 1e-4)
+
+    assert cost(8000) / cost(1000) < 24
