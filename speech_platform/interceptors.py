@@ -18,7 +18,7 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from speech_platform.errors import grpc_status_for
+from speech_platform.errors import InvalidArgument, grpc_status_for
 from speech_platform.metrics import IN_FLIGHT, REQUEST_LATENCY, REQUESTS
 
 log = logging.getLogger(__name__)
@@ -79,24 +79,24 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 wrap.unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 wrap.for_streaming(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 wrap.unary(handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_lenient(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
             wrap.for_streaming(handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -112,6 +112,48 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if not any(hmac.compare_digest(token, known) for known in self._tokens):
             return grpc.StatusCode.PERMISSION_DENIED, "token not accepted"
         return None
+
+
+class _Malformed:
+    """A request message that did not parse (e.g. a string field that is not UTF-8)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(f"the request message is malformed: {self.reason}")
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands a message it cannot parse on as ``_Malformed``, so the RPC
+    answers INVALID_ARGUMENT (gRPC itself would answer a parse failure with UNKNOWN)."""
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:
+            return _Malformed(str(error) or type(error).__name__)
+
+    return parse
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream that raises InvalidArgument at its first malformed message."""
+    async for request in requests:
+        if isinstance(request, _Malformed):
+            raise request.error()
+        yield request
+
+
+def _parsed(request: Any) -> Any:
+    """The request, with client streams checked message by message."""
+    if isinstance(request, _Malformed):
+        raise request.error()
+    if hasattr(request, "__aiter__"):
+        return _checked(request)
+    return request
 
 
 class _Wrapper:
@@ -155,7 +197,7 @@ class _Wrapper:
             code = "OK"
             try:
                 await self._precheck(context)
-                return await behaviour(request, context)
+                return await behaviour(_parsed(request), context)
             except asyncio.CancelledError:
                 code = "CANCELLED"
                 raise
@@ -186,7 +228,7 @@ class _Wrapper:
             code = "OK"
             try:
                 await self._precheck(context)
-                async for response in behaviour(request, context):
+                async for response in behaviour(_parsed(request), context):
                     yield response
             except asyncio.CancelledError:
                 code = "CANCELLED"
