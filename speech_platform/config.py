@@ -49,24 +49,18 @@ class BatcherSettings(BaseModel):
 
 
 class SttBatcherSettings(BatcherSettings):
-    """Whisper windows; queues are deep (long audio). CPU defaults, from measurement
-    (``python -m stt_service.measure``, 2 cores, int8): a batched window costs the same CPU
-    time as one alone (the encoder is compute bound; the batched decoder saved <= 3 %),
-    while a batch of 8 finished 16 concurrent requests later (p50 12.9 s vs 7.5 s) and held
-    230 MB more. So one window per call, no waiting; throughput comes from instances. On a
-    GPU batch: e.g. max_batch_size 16-32, max_queue_delay_ms 5-10, one instance.
-
-    With ``stt.pack_short_windows`` (short windows of a batch share one 30 s window) batching
-    pays on a CPU too. 16 concurrent 3-10 s clips, 3 interleaved rounds, medians (CPU s per
-    audio s; audio s per wall s; p50 s; mean WER; encoder windows): batch 1 unpacked 0.087,
-    6.0, 9.9, 0.078, 16; batch 8 10 ms unpacked 0.085, 6.1, 15.0, 0.078, 16; batch 4 10 ms
-    packed 0.057, 8.6, 9.5, 0.069, 8; batch 8 10 ms packed 0.059, 10.1, 10.0, 0.038, 7
-    (library baseline 0.139, 4.8). So packing on, batches of up to 4 after 10 ms: a third
-    less CPU, the same p50 as one window per call."""
+    """Whisper windows; queues are deep (long audio). Each window is one request's own
+    audio, sized to its length (stt_service/whisper_engine.py), so windows batch only with
+    windows of the same encoder length (``similar_cost_ratio``: the cost is the encoder
+    length in seconds, and the buckets differ by 1.5x or more). On a CPU, batching saves
+    decoder time on short windows, so batches of up to 4 are taken from what queued while
+    both instances were busy; nothing waits for company when an instance is idle
+    (figures: docs/benchmarks.md). On a GPU: max_batch_size 16-64, one instance."""
 
     max_batch_size: int = Field(4, ge=1, le=1024)
-    max_queue_delay_ms: float = Field(10.0, ge=0)
+    max_queue_delay_ms: float = Field(0.0, ge=0)
     max_queue_size: int = Field(512, ge=1)
+    similar_cost_ratio: float = Field(1.4, ge=0)
 
 
 class PiperBatcherSettings(BatcherSettings):
