@@ -6,7 +6,14 @@ instances under a ``BatchPolicy``; failures are the exceptions in batcher.errors
 
 from batcher.adaptive import AdaptiveDelay
 from batcher.core import Batcher, BatchFunction, HandlerFactory
-from batcher.errors import BatcherClosed, BatcherError, DeadlineExpired, QueueFull, RequestCancelled
+from batcher.errors import (
+    BatcherClosed,
+    BatcherError,
+    DeadlineExpired,
+    Overloaded,
+    QueueFull,
+    RequestCancelled,
+)
 from batcher.observer import BatchObserver, FanOutObserver, RecordingObserver
 from batcher.policy import BatchPolicy
 
@@ -21,6 +28,7 @@ __all__ = [
     "DeadlineExpired",
     "FanOutObserver",
     "HandlerFactory",
+    "Overloaded",
     "QueueFull",
     "RecordingObserver",
     "RequestCancelled",

@@ -30,6 +30,8 @@ What it guarantees, and where it goes past its peers:
 * ``max_queue_size`` is exact: the request that would exceed it gets QueueFull.
 * Priorities with aging: higher ``priority`` goes first, and every ``priority_aging_s`` of
   waiting adds a level, so low priority cannot starve. FIFO within a level.
+* Admission (past Triton's queue policy): a request predicted to miss its deadline, or the
+  latency objective, is refused at arrival with a retry delay (batcher.admission).
 * Per-item outcomes: a handler returns a result or an exception per item. When it raises
   for a whole batch (Ray Serve then fails every caller), the batcher re-runs the items one
   by one, so only the bad item fails.
@@ -48,7 +50,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from batcher.adaptive import AdaptiveDelay
-from batcher.errors import BatcherClosed, DeadlineExpired, QueueFull, RequestCancelled
+from batcher.admission import ServiceRate, estimated_finish_s
+from batcher.errors import BatcherClosed, DeadlineExpired, Overloaded, QueueFull, RequestCancelled
 from batcher.observer import BatchObserver, RecordingObserver
 from batcher.policy import BatchPolicy
 
@@ -109,6 +112,8 @@ class Batcher(Generic[In, Out]):
         self._pending = 0
         self._pending_cost = 0.0
         self._running = 0
+        self._running_cost = 0.0
+        self._rate = ServiceRate()
         self._seq = itertools.count()
         self._instances: list[_Instance[In, Out]] = []
         self._idle: deque[_Instance[In, Out]] = deque()
@@ -225,6 +230,7 @@ class Batcher(Generic[In, Out]):
                 f"(max_queue_size={self.policy.max_queue_size})",
                 self.policy.retry_after_s,
             )
+        self._admit(float(cost), int(priority), timeout_s)
         loop = asyncio.get_running_loop()
         now = loop.time()
         request: _Request[In, Out] = _Request(
@@ -253,6 +259,44 @@ class Batcher(Generic[In, Out]):
                 self.observer.rejected("cancelled")
                 self._dispatch()
             raise
+
+    def estimated_finish_s(self, cost: float = 1.0, priority: int = 0) -> float | None:
+        """When a request submitted now should be done, in seconds; None until a batch has
+        finished (nothing learnt yet)."""
+        per_cost = self._rate.seconds_per_cost
+        if per_cost is None:
+            return None
+        if all(level >= priority for level, queue in self._queues.items() if queue):
+            ahead = self._pending_cost
+        else:
+            ahead = sum(
+                r.cost for level, queue in self._queues.items() if level >= priority for r in queue
+            )
+        return estimated_finish_s(
+            per_cost,
+            ahead_cost=ahead,
+            running_cost=self._running_cost,
+            instances=self.instance_count,
+            own_cost=cost,
+        )
+
+    def _admit(self, cost: float, priority: int, timeout_s: float | None) -> None:
+        """Raises Overloaded when the request is predicted to finish too late."""
+        policy = self.policy
+        limits = [t for t in (timeout_s, policy.latency_objective_s or None) if t is not None]
+        if not policy.admission or not limits:
+            return
+        finish = self.estimated_finish_s(cost, priority)
+        limit = min(limits)
+        if finish is None or finish <= limit:
+            return
+        self.observer.rejected("admission")
+        bound = "deadline" if timeout_s is not None and limit == timeout_s else "latency objective"
+        raise Overloaded(
+            f"{policy.name}: estimated to finish in {finish:.1f} s, after its {bound} "
+            f"({limit:.1f} s); retry later or on another replica",
+            retry_after_s=min(max(finish - limit, 0.1), 60.0),
+        )
 
     # ------------------------------------------------------------------ internals
 
@@ -390,6 +434,7 @@ class Batcher(Generic[In, Out]):
         if not self._pending:
             self._pending_cost = 0.0  # no float drift across millions of requests
         self._running += len(batch)
+        self._running_cost += cost
         if batch:
             self.observer.pending_changed(self._pending)
             self.observer.batch_started(len(batch), cost, [now - r.enqueued_at for r in batch])
@@ -414,7 +459,10 @@ class Batcher(Generic[In, Out]):
                     request.future.set_exception(outcome)
             elif not request.future.done():
                 request.future.set_result(outcome)
+        cost = sum(request.cost for request in batch)
         self._running -= len(batch)
+        self._running_cost = max(self._running_cost - cost, 0.0) if self._running else 0.0
+        self._rate.observe(cost=cost, seconds=elapsed)
         self.observer.batch_finished(len(batch), elapsed, failed)
         if self._adaptive is not None:
             self._adaptive.observe_batch(len(batch), elapsed)

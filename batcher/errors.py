@@ -15,6 +15,10 @@ class QueueFull(BatcherError):
         self.retry_after_s = retry_after_s
 
 
+class Overloaded(QueueFull):
+    """Admission control predicted the request would not finish in time; not accepted."""
+
+
 class DeadlineExpired(BatcherError):
     """The request's deadline passed while it waited; it was never computed."""
 

@@ -36,6 +36,11 @@ class BatchPolicy:
     target_latency_s: float = 0.0
     #: Retry-after hint given with QueueFull.
     retry_after_s: float = 0.5
+    #: Refuse at arrival a request predicted to miss its deadline (see batcher.admission).
+    admission: bool = True
+    #: With admission, also refuse what is predicted to take longer than this in all
+    #: (queue plus compute), deadline or not; 0 = only deadlines count.
+    latency_objective_s: float = 0.0
     name: str = field(default="batcher", compare=False)
 
     def __post_init__(self) -> None:
@@ -47,6 +52,8 @@ class BatchPolicy:
             raise ValueError("delays and costs cannot be negative")
         if any(not 1 <= size <= self.max_batch_size for size in self.preferred_batch_sizes):
             raise ValueError("preferred batch sizes must lie in 1..max_batch_size")
+        if self.latency_objective_s < 0:
+            raise ValueError("latency_objective_s cannot be negative")
         if self.priority_aging_s <= 0:
             raise ValueError("priority_aging_s must be > 0")
 

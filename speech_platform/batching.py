@@ -22,6 +22,8 @@ def policy_from_settings(settings: BatcherSettings, name: str) -> BatchPolicy:
         similar_cost_ratio=settings.similar_cost_ratio,
         priority_aging_s=settings.priority_aging_s,
         target_latency_s=settings.target_latency_ms / 1000.0,
+        admission=settings.admission,
+        latency_objective_s=settings.latency_objective_ms / 1000.0,
         name=name,
     )
 

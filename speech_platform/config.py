@@ -46,6 +46,13 @@ class BatcherSettings(BaseModel):
     #: With a latency target (ms), the batcher learns the cost of a batch and waits only
     #: while waiting pays; 0 keeps the fixed max_queue_delay.
     target_latency_ms: float = Field(0.0, ge=0)
+    #: Refuse at arrival (RESOURCE_EXHAUSTED with a retry delay) a request the batcher
+    #: predicts will miss its deadline, from the work queued ahead and the compute rate it
+    #: learnt (batcher/admission.py); false lets it wait and fail at its deadline.
+    admission: bool = True
+    #: With admission, also refuse what is predicted to take longer than this (ms) in all,
+    #: with or without a deadline; 0 = only deadlines count.
+    latency_objective_ms: float = Field(0.0, ge=0)
 
 
 class SttBatcherSettings(BatcherSettings):

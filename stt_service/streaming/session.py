@@ -62,7 +62,12 @@ from stt_service.streaming.results import (
 )
 from stt_service.streaming.vad import FRAME_SAMPLES, SAMPLE_RATE, StreamingVad
 from stt_service.transcriber import ResolvedOptions
-from stt_service.whisper_engine import WINDOW_SAMPLES, WindowItem, WindowResult
+from stt_service.whisper_engine import (
+    MEL_FRAMES_PER_SECOND,
+    WINDOW_SAMPLES,
+    WindowItem,
+    WindowResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +362,11 @@ class StreamSession:
     ) -> asyncio.Task[WindowResult]:
         item = window_item(samples, options, claim)
         return self._loop.create_task(
-            options.model.batcher.submit(item, cost=len(samples) / SAMPLE_RATE, priority=priority)
+            options.model.batcher.submit(
+                item,
+                cost=options.model.frames_for(len(samples)) / MEL_FRAMES_PER_SECOND,
+                priority=priority,
+            )
         )
 
     def _interim_due(self) -> bool:

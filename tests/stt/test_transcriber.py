@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from batcher import DeadlineExpired
+from batcher import DeadlineExpired, Overloaded
 from speech_platform.config import SttBatcherSettings, SttSettings
 from speech_platform.errors import InvalidArgument, NotFound
 from stt_service.options import TranscribeOptions
@@ -119,19 +119,29 @@ async def test_a_window_whose_deadline_passes_in_the_queue_is_never_decoded(
 ):
     resolved = transcriber.resolve(TranscribeOptions())
     observer = transcriber.model().observer
-    # Five windows at once, each longer than packing takes (so never shared), keep both
-    # instances busy for seconds.
+    batcher = transcriber.model().batcher
+    # One decode teaches the batcher its compute rate (admission needs it).
+    await transcriber.transcribe(speech_clips[5].samples, resolved)
+    # Five long windows at once keep both instances busy for seconds.
     long_window = np.concatenate([c.samples for c in speech_clips[:4]])[: 25 * 16000]
     busy = asyncio.ensure_future(transcriber.decode_windows(resolved, [long_window] * 5))
-    batcher = transcriber.model().batcher
     async with asyncio.timeout(30):  # a bounded wait for a condition, not a fixed sleep
         while batcher.running < 5:  # noqa: ASYNC110 - the batcher has no event for this
             await asyncio.sleep(0.005)
-    expired_before = observer.rejections["deadline"]
-    with pytest.raises(DeadlineExpired):
-        # Ample time to reach the queue (the VAD takes milliseconds), far less than the
-        # seconds the batch of four computes.
+    # Admission (the default) sees the work ahead and refuses at once: nothing waits.
+    refused_before = observer.rejections["admission"]
+    with pytest.raises(Overloaded):
         await transcriber.transcribe(speech_clips[1].samples, resolved, timeout_s=0.5)
+    assert observer.rejections["admission"] == refused_before + 1
+    # Without admission the request waits, and expires in the queue, never decoded.
+    batcher.policy = replace(batcher.policy, admission=False)
+    expired_before = observer.rejections["deadline"]
+    try:
+        with pytest.raises(DeadlineExpired):
+            # Ample time to reach the queue, far less than the seconds the batch computes.
+            await transcriber.transcribe(speech_clips[1].samples, resolved, timeout_s=0.5)
+    finally:
+        batcher.policy = replace(batcher.policy, admission=True)
     assert observer.rejections["deadline"] == expired_before + 1
     results = await busy
     assert len(results) == 5
