@@ -133,6 +133,15 @@ class SttSettings(BaseModel):
     max_stream_chunk_bytes: int = Field(1024 * 1024, ge=1024)
     default_interim_interval_ms: int = Field(1000, ge=100)
     default_endpoint_silence_ms: int = Field(600, ge=100)
+    #: Streams served at once, in all and per caller (token, or peer host without auth);
+    #: one more is refused with RESOURCE_EXHAUSTED.
+    max_concurrent_streams: int = Field(64, ge=1)
+    max_streams_per_caller: int = Field(16, ge=1)
+    #: A stream's audio is accepted at most this many times faster than real time, after
+    #: ``stream_burst_seconds`` taken at any speed; a faster client is slowed by HTTP/2
+    #: flow control (its audio waits on its side). 0 = no limit.
+    stream_max_realtime_factor: float = Field(2.0, ge=0)
+    stream_burst_seconds: float = Field(20.0, ge=0)
     #: A new interim decode is admitted into a model's batcher only while fewer streaming
     #: decodes than this (interims plus finals in flight, all streams) are under way;
     #: 0 = one fewer than the model's instances, at least 1, so that an instance stays

@@ -20,6 +20,7 @@ from speech_platform.config import SttSettings
 from speech_platform.errors import Unavailable
 from stt_service.audio import RAW_ENCODINGS, check_audio_config, decode_audio
 from stt_service.options import TranscribeOptions, batcher_priority
+from stt_service.streaming import StreamingRecognizer
 from stt_service.transcriber import ResolvedOptions, Transcriber
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
         self._transcriber = transcriber
         self._settings = settings
         self._cache = cache
+        #: One for the servicer: it keeps the count of open streams.
+        self._streaming = StreamingRecognizer(transcriber, settings)
 
     async def Transcribe(
         self, request: stt_pb2.TranscribeRequest, context: grpc.aio.ServicerContext
@@ -80,10 +83,7 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
     ) -> AsyncIterator[stt_pb2.StreamingTranscribeResponse]:
         # Live recognition (VAD endpointing; interim and final decodes through the same
         # per-model batchers as Transcribe) lives in stt_service.streaming.
-        from stt_service.streaming import StreamingRecognizer
-
-        recognizer = StreamingRecognizer(self._transcriber, self._settings)
-        async for response in recognizer.serve(request_iterator, context):
+        async for response in self._streaming.serve(request_iterator, context):
             yield response
 
     async def ListModels(

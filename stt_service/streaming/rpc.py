@@ -17,22 +17,38 @@ audio itself was fine):
   should open a new stream to go on, as with Google's and Riva's limits).
 * DEADLINE_EXCEEDED: no audio arrived for ``stt.stream_idle_timeout_s``. What was heard
   is finalised and sent first.
+* RESOURCE_EXHAUSTED: ``stt.max_concurrent_streams`` streams are open already, or
+  ``stt.max_streams_per_caller`` of this caller's; refused before anything is read.
 * A client cancel ends everything at once: the session's queued decodes are withdrawn
   from the batcher (its "cancelled" rejections count them).
+
+A client that sends audio faster than ``stt.stream_max_realtime_factor`` times real time
+(after a burst of ``stt.stream_burst_seconds``) is slowed, not refused: the driver stops
+reading, the bounded inbox fills and HTTP/2 flow control holds the client back, so one
+stream cannot queue minutes of decodes ahead of everyone else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
 
 from speech.v1 import common_pb2, stt_pb2
+from speech_platform.callers import caller_of
 from speech_platform.config import SttSettings
-from speech_platform.errors import DeadlineExceeded, InvalidArgument, SpeechError, Unavailable
+from speech_platform.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    SpeechError,
+    Unavailable,
+)
 from speech_platform.metrics import (
     STT_STREAM_FINAL_LATENCY,
     STT_STREAM_INTERIM_LATENCY,
@@ -70,12 +86,48 @@ _Inbox = asyncio.Queue[stt_pb2.StreamingTranscribeRequest | _RequestsOver]
 _Outbox = asyncio.Queue[Outgoing | _Ended]
 
 
+class StreamSlots:
+    """Counts open streams, in all and per caller, against the configured caps."""
+
+    def __init__(self, total: int, per_caller: int) -> None:
+        self.total = total
+        self.per_caller = per_caller
+        self.open: Counter[str] = Counter()
+
+    @contextmanager
+    def take(self, caller: str) -> Iterator[None]:
+        if sum(self.open.values()) >= self.total:
+            raise ResourceExhausted(
+                f"this server serves at most {self.total} streams at once "
+                "(stt.max_concurrent_streams); retry shortly or on another replica",
+                retry_after_s=1.0,
+            )
+        if self.open[caller] >= self.per_caller:
+            raise ResourceExhausted(
+                f"this caller has {self.open[caller]} streams open, the most one caller may "
+                "(stt.max_streams_per_caller); close one first",
+                retry_after_s=1.0,
+            )
+        self.open[caller] += 1
+        try:
+            yield
+        finally:
+            self.open[caller] -= 1
+            if not self.open[caller]:
+                del self.open[caller]
+
+
 class StreamingRecognizer:
     """Serves StreamingTranscribe on a Transcriber (and its per-model batchers)."""
 
-    def __init__(self, transcriber: Transcriber, settings: SttSettings) -> None:
+    def __init__(
+        self, transcriber: Transcriber, settings: SttSettings, slots: StreamSlots | None = None
+    ) -> None:
         self._transcriber = transcriber
         self._settings = settings
+        self._slots = slots or StreamSlots(
+            settings.max_concurrent_streams, settings.max_streams_per_caller
+        )
 
     async def serve(
         self,
@@ -85,6 +137,14 @@ class StreamingRecognizer:
         """The responses of one stream; raises the SpeechError that ends it, if any."""
         if not self._transcriber.ready:
             raise Unavailable("speech-to-text models are still loading; retry shortly")
+        caller = caller_of(context) if context is not None else "local"
+        with self._slots.take(caller):
+            async for response in self._serve(requests):
+                yield response
+
+    async def _serve(
+        self, requests: AsyncIterator[stt_pb2.StreamingTranscribeRequest]
+    ) -> AsyncIterator[stt_pb2.StreamingTranscribeResponse]:
         loop = asyncio.get_running_loop()
         stream = _Stream(self._transcriber, self._settings)
         reader = loop.create_task(_read(requests, stream.inbox))
@@ -157,7 +217,9 @@ class _Stream:
         settings = self._settings
         limit = settings.max_stream_chunk_bytes
         sample_bytes = 2 if plan.encoding == common_pb2.AUDIO_ENCODING_LINEAR16 else 1
+        bytes_per_second = plan.sample_rate * sample_bytes * plan.channels
         allowed = int(settings.max_stream_seconds * plan.sample_rate) * sample_bytes * plan.channels
+        pace = _Pace(self._loop, settings.stream_max_realtime_factor, settings.stream_burst_seconds)
         received = 0
         while True:
             request = await self._idle.next(self.inbox)
@@ -185,6 +247,26 @@ class _Stream:
                 )
             received += len(chunk)
             await session.feed(chunk, self._loop.time())
+            await pace.hold(received / bytes_per_second)
+            self._idle.touch()  # time held back here is not the client's idleness
+
+
+class _Pace:
+    """Holds a stream back to ``factor`` times real time once ``burst_s`` of audio is in."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, factor: float, burst_s: float) -> None:
+        self._loop = loop
+        self._factor = factor
+        self._burst_s = burst_s
+        self._started = loop.time()
+
+    async def hold(self, audio_s: float) -> None:
+        if self._factor <= 0:
+            return
+        allowed = self._burst_s + self._factor * (self._loop.time() - self._started)
+        if audio_s > allowed:
+            # Rate limiting, not synchronisation: the client's audio waits in HTTP/2.
+            await asyncio.sleep((audio_s - allowed) / self._factor)
 
 
 class _IdleTimeout(Exception):
