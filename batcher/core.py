@@ -30,6 +30,11 @@ What it guarantees, and where it goes past its peers:
 * ``max_queue_size`` is exact: the request that would exceed it gets QueueFull.
 * Priorities with aging: higher ``priority`` goes first, and every ``priority_aging_s`` of
   waiting adds a level, so low priority cannot starve. FIFO within a level.
+* Fair queuing between callers (``caller=``): a request is ordered by the time it would
+  start if every caller had an equal share of the instances (a virtual clock per caller,
+  advanced by the compute it queued, at the learnt rate), so one caller's flood waits
+  behind everyone else's next request instead of in front of it. Without callers, or with
+  one, the order is plain FIFO.
 * Admission (past Triton's queue policy): a request predicted to miss its deadline, or the
   latency objective, is refused at arrival with a retry delay (batcher.admission).
 * Per-item outcomes: a handler returns a result or an exception per item. When it raises
@@ -44,7 +49,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -78,6 +83,8 @@ class _Request(Generic[In, Out]):
     priority: int
     seq: int
     enqueued_at: float
+    #: When it would start if each caller had an equal share (= enqueued_at without one).
+    fair_at: float
     deadline: float | None
     future: asyncio.Future[Out]
     timer: asyncio.TimerHandle | None = None
@@ -114,6 +121,9 @@ class Batcher(Generic[In, Out]):
         self._running = 0
         self._running_cost = 0.0
         self._rate = ServiceRate()
+        #: Per caller: the virtual time its queued work would be served by (fair queuing).
+        self._caller_clock: dict[Hashable, float] = {}
+        self._callers_seen = False
         self._seq = itertools.count()
         self._instances: list[_Instance[In, Out]] = []
         self._idle: deque[_Instance[In, Out]] = deque()
@@ -208,12 +218,14 @@ class Batcher(Generic[In, Out]):
         cost: float = 1.0,
         priority: int = 0,
         timeout_s: float | None = None,
+        caller: Hashable | None = None,
     ) -> Out:
         """Queues one item and returns its own result (or raises its own exception).
 
         ``cost`` measures the item's work (seconds of audio, phonemes) for cost-bounded
         batches; ``priority``: higher goes first; ``timeout_s``: the request's remaining
-        deadline, after which it is dropped if still waiting (DeadlineExpired).
+        deadline, after which it is dropped if still waiting (DeadlineExpired);
+        ``caller``: who asks, for fair queuing between callers (None: no share kept).
         Raises QueueFull when max_queue_size requests already wait, BatcherClosed while
         draining; cancelling the awaiting task withdraws a waiting request.
         """
@@ -239,6 +251,7 @@ class Batcher(Generic[In, Out]):
             priority=int(priority),
             seq=next(self._seq),
             enqueued_at=now,
+            fair_at=self._fair_start(caller, float(cost), now),
             deadline=None if timeout_s is None else now + timeout_s,
             future=loop.create_future(),
         )
@@ -279,6 +292,20 @@ class Batcher(Generic[In, Out]):
             instances=self.instance_count,
             own_cost=cost,
         )
+
+    def _fair_start(self, caller: Hashable | None, cost: float, now: float) -> float:
+        """The caller's virtual clock: when this request would start with an equal share
+        (Zhang's virtual clock); the clock then moves on by the request's compute."""
+        if caller is None:
+            return now
+        self._callers_seen = True
+        start = max(now, self._caller_clock.get(caller, now))
+        per_cost = self._rate.seconds_per_cost or 0.0
+        self._caller_clock[caller] = start + per_cost * cost / self.instance_count
+        if len(self._caller_clock) > 4 * self.policy.max_queue_size:
+            # Forget callers whose clocks have run out (no unbounded growth).
+            self._caller_clock = {c: t for c, t in self._caller_clock.items() if t > now}
+        return start
 
     def _admit(self, cost: float, priority: int, timeout_s: float | None) -> None:
         """Raises Overloaded when the request is predicted to finish too late."""
@@ -385,13 +412,13 @@ class Batcher(Generic[In, Out]):
     def _in_order(self, now: float) -> Iterator[_Request[In, Out]]:
         """Waiting requests, most urgent first: priority plus aging, then arrival."""
         levels = [queue for queue in self._queues.values() if queue]
-        if len(levels) == 1:
+        if len(levels) == 1 and not self._callers_seen:
             return iter(list(levels[0]))
         aging = self.policy.priority_aging_s
         return iter(
             sorted(
                 itertools.chain.from_iterable(levels),
-                key=lambda r: (-(r.priority + (now - r.enqueued_at) / aging), r.seq),
+                key=lambda r: (-(r.priority + (now - r.fair_at) / aging), r.seq),
             )
         )
 

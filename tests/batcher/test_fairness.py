@@ -1,0 +1,64 @@
+"""Fair queuing between callers: a flood waits behind everyone else's next request.
+
+The learnt rate is seeded (one second of compute per unit of cost) and a gate holds the
+only instance busy while the queue forms, so the order checked is exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from batcher import Batcher, BatchPolicy
+
+
+def _engine(gate: threading.Event, order: list[str]):
+    def factory(instance: int):
+        def run_batch(items: list[str]) -> list[str]:
+            gate.wait(timeout=30)
+            order.extend(items)
+            return items
+
+        return run_batch
+
+    return factory
+
+
+async def _order_of(submissions: list[tuple[str, str | None]]) -> list[str]:
+    """The order in which one busy instance serves ``(item, caller)`` submitted at once."""
+    gate, order = threading.Event(), []
+    batcher: Batcher[str, str] = Batcher(
+        _engine(gate, order), BatchPolicy(max_batch_size=1, max_queue_delay_s=0)
+    )
+    await batcher.start()
+    batcher._rate.observe(cost=1.0, seconds=1.0)
+    first = asyncio.ensure_future(batcher.submit("busy"))
+    async with asyncio.timeout(10):
+        while batcher.running < 1:  # noqa: ASYNC110 - the batcher has no event for this
+            await asyncio.sleep(0)
+    tasks = [asyncio.ensure_future(batcher.submit(i, caller=c)) for i, c in submissions]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(first, *tasks)
+    await batcher.close()
+    return order[1:]
+
+
+async def test_a_polite_request_goes_ahead_of_a_flood_that_came_first():
+    flood = [(f"flood-{k}", "flooder") for k in range(20)]
+    order = await _order_of([*flood, ("polite", "polite")])
+    # The flooder's first request started its share; the polite one is next, not 21st.
+    assert order[:3] == ["flood-0", "polite", "flood-1"]
+    assert order[2:] == [f"flood-{k}" for k in range(1, 20)]
+
+
+async def test_two_floods_are_served_in_turns():
+    a = [(f"a{k}", "a") for k in range(5)]
+    b = [(f"b{k}", "b") for k in range(5)]
+    order = await _order_of([*a, *b])
+    assert order == ["a0", "b0", "a1", "b1", "a2", "b2", "a3", "b3", "a4", "b4"]
+
+
+async def test_without_callers_the_order_is_arrival():
+    items = [(f"r{k}", None) for k in range(8)]
+    assert await _order_of(items) == [i for i, _ in items]
