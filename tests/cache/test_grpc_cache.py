@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from speech.v1 import common_pb2, tts_pb2, tts_pb2_grpc
-from speech_platform.cache import warm_cli
 from speech_platform.config import CacheSettings
+from speech_server import cache_warm_cli as warm_cli
 from tests.support.redis import delete_keys
 from tests.support.server import RunningServer, metric_samples, running_server
 from tests.support.server import test_settings as server_settings

@@ -4,7 +4,7 @@ streams. Each test has its own key prefix on the shared test Redis."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import pytest
 import redis
@@ -232,7 +232,7 @@ async def test_computation_is_cancelled_when_every_caller_left(
     await cache.close()
 
 
-async def _sentences(texts: list[str], counter: list[int]) -> AsyncIterator[bytes]:
+async def _sentences(texts: list[str], counter: list[int]) -> AsyncGenerator[bytes, None]:
     counter[0] += 1
     for text in texts:
         await asyncio.sleep(0)
@@ -249,7 +249,7 @@ async def test_stream_miss_then_byte_identical_replay(
     runs = [0]
     key = cache_key(service, {"text": " ".join(texts), "stream": True})
 
-    def produce() -> AsyncIterator[bytes]:
+    def produce() -> AsyncGenerator[bytes, None]:
         return _sentences(texts, runs)
 
     live = [c async for c in pod_a.get_or_compute_stream(service, key, produce)]

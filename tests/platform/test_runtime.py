@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from speech.v1 import stt_pb2, stt_pb2_grpc
 from speech_platform.service import SpeechService
+from stt_service.service import SpeechToTextService
 from tests.conftest import Clip
 from tests.support.server import (
     ROOT,
@@ -202,7 +203,9 @@ async def test_requests_whose_deadline_passes_in_the_queue_are_never_computed(
             asyncio.ensure_future(stub.Transcribe(wav_request(c, skip_cache=True)))
             for c in librivox_clips
         ]
-        batcher = server.server.context.services["stt"].transcriber.model().batcher
+        stt = server.server.context.services["stt"]
+        assert isinstance(stt, SpeechToTextService)
+        batcher = stt.transcriber.model().batcher
         async with asyncio.timeout(60):  # bounded wait for a condition, not a fixed sleep
             while batcher.running + batcher.pending < len(busy):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
@@ -252,8 +255,8 @@ class _GatedService:
 
 
 async def test_health_is_not_serving_until_models_are_loaded() -> None:
-    from speech_platform.server import SpeechServer
     from speech_platform.service import ServiceContext
+    from speech_server.server import SpeechServer
     from stt_service.service import build
 
     settings = test_settings([])

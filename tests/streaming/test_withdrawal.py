@@ -15,6 +15,7 @@ import pytest
 from batcher import RequestCancelled
 from speech.v1 import stt_pb2, stt_pb2_grpc
 from stt_service.options import TranscribeOptions
+from stt_service.service import SpeechToTextService
 from stt_service.streaming.claim import DecodeClaim
 from stt_service.streaming.config import plan_stream
 from stt_service.streaming.session import Outgoing, StreamSession, window_item
@@ -35,7 +36,9 @@ async def one_instance() -> AsyncIterator[RunningServer]:
 
 
 def transcriber_of(server: RunningServer) -> Transcriber:
-    return server.server.context.services["stt"].transcriber
+    service = server.server.context.services["stt"]
+    assert isinstance(service, SpeechToTextService)
+    return service.transcriber
 
 
 async def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:

@@ -9,7 +9,7 @@ import sys
 from speech_platform.config import Settings, load_settings
 from speech_platform.logs import configure_logging
 from speech_platform.memory import limit_malloc_arenas
-from speech_platform.server import SpeechServer, serve
+from speech_server.server import SpeechServer, serve
 
 _SERVICE_SETS = {"both": ["stt", "tts"], "all": ["stt", "tts", "jobs"]}
 

@@ -11,32 +11,40 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Protocol
 
 from speech.v1 import common_pb2, jobs_pb2, stt_pb2
+from speech_jobs.engines import ProgressCallback, SynthesizedText
+from speech_jobs.records import JobKind
+from speech_jobs.runner import JobEngines
+from speech_platform import priority
+from speech_platform.cache import CacheDoor, ResponseCache, build_cache
 from speech_platform.config import Settings
 from speech_platform.errors import InvalidArgument, NotFound
-from speech_platform.jobs.engines import ProgressCallback, SynthesizedText
-from speech_platform.jobs.records import JobKind
-from speech_platform.jobs.runner import JobEngines
-from speech_platform.service import ServiceContext
+from speech_platform.service import ServiceContext, SpeechService
+from stt_service.assembly import to_proto
+from stt_service.audio import RAW_ENCODINGS, decode_audio
+from stt_service.options import TranscribeOptions, batcher_priority
+from stt_service.service import SpeechToTextService
+from stt_service.transcriber import ResolvedOptions, Transcriber
+from tts_service.audio_encoding import resolve_output, validate_gain_db, validate_speaking_rate
+from tts_service.results import SynthesisRequest, SynthesisResult
+from tts_service.service import TextToSpeechService
+from tts_service.synthesizer import NO_CACHE, Synthesizer
 
 log = logging.getLogger(__name__)
 
-#: The batcher priority of job work (stt_service.options: 0 low, 1 normal, 2 high).
-JOB_PRIORITY = 0
+#: The batcher priority of job work: the lowest, so live traffic sharing a process goes first.
+JOB_PRIORITY = priority.LOW
 
 
 class TranscriberEngine:
     """A TranscriptionEngine over ``stt_service.transcriber.Transcriber``."""
 
-    def __init__(self, transcriber: Any) -> None:
+    def __init__(self, transcriber: Transcriber) -> None:
         self._transcriber = transcriber
 
     def check(self, config: stt_pb2.RecognitionConfig) -> None:
-        from stt_service.audio import RAW_ENCODINGS
-        from stt_service.options import TranscribeOptions, batcher_priority
-
         if config.encoding not in common_pb2.AudioEncoding.values():
             raise InvalidArgument(f"config.encoding: unknown AudioEncoding value {config.encoding}")
         if config.encoding in RAW_ENCODINGS and config.sample_rate_hertz <= 0:
@@ -47,7 +55,7 @@ class TranscriberEngine:
         if self._transcriber.ready:
             self._resolve(TranscribeOptions.from_config(config))
 
-    def _resolve(self, options: Any) -> Any:
+    def _resolve(self, options: TranscribeOptions) -> ResolvedOptions:
         try:
             return self._transcriber.resolve(options)
         except NotFound as error:  # in a job request an unknown model is a bad argument
@@ -61,9 +69,6 @@ class TranscriberEngine:
         max_seconds: float,
         on_progress: ProgressCallback,
     ) -> stt_pb2.TranscribeResponse:
-        from stt_service.audio import decode_audio
-        from stt_service.options import TranscribeOptions
-
         resolved = self._resolve(TranscribeOptions.from_config(config))
         decoded = await asyncio.to_thread(
             decode_audio,
@@ -77,29 +82,25 @@ class TranscriberEngine:
         def windows_done(done: int, total: int) -> None:
             on_progress(done / total if total else 1.0)
 
-        response: stt_pb2.TranscribeResponse = await self._transcriber.transcribe(
+        transcript = await self._transcriber.transcribe(
             decoded.samples, resolved, priority=JOB_PRIORITY, on_progress=windows_done
         )
-        return response
+        return to_proto(transcript)
 
 
 class SynthesizerEngine:
     """A SynthesisEngine over ``tts_service.synthesizer.Synthesizer``.
 
-    Each text is one ordinary unary synthesis, so it is stored under exactly the response
-    cache key a later ``Synthesize`` call with the same text and settings looks up.
+    Each text is one ordinary unary synthesis through the TTS service's cache door, so it is
+    stored under exactly the key a later ``Synthesize`` call with the same text and
+    settings looks up; the result says which key that is.
     """
 
-    def __init__(self, synthesizer: Any) -> None:
+    def __init__(self, synthesizer: Synthesizer, door: CacheDoor[SynthesisResult] = NO_CACHE):
         self._synthesizer = synthesizer
+        self._door = door
 
     def check(self, request: jobs_pb2.SubmitSynthesisJobRequest) -> None:
-        from tts_service.audio_encoding import (
-            resolve_output,
-            validate_gain_db,
-            validate_speaking_rate,
-        )
-
         audio = request.audio_config
         validate_speaking_rate(audio.speaking_rate)
         validate_gain_db(audio.volume_gain_db)
@@ -116,8 +117,6 @@ class SynthesizerEngine:
     async def synthesize(
         self, index: int, text: str, request: jobs_pb2.SubmitSynthesisJobRequest
     ) -> SynthesizedText:
-        from tts_service.synthesizer import PRIORITY_LOW, SynthesisRequest
-
         audio = request.audio_config
         result = await self._synthesizer.synthesize(
             SynthesisRequest(
@@ -128,14 +127,15 @@ class SynthesizerEngine:
                 sample_rate_hertz=audio.sample_rate_hertz,
                 speaking_rate=audio.speaking_rate,
                 volume_gain_db=audio.volume_gain_db,
-                priority=PRIORITY_LOW,
-            )
+                priority=JOB_PRIORITY,
+            ),
+            self._door,
         )
         item = jobs_pb2.SynthesizedItem(
             index=index,
             text=text,
             audio_duration_seconds=result.duration_s,
-            cache_key=self._cache_key(text, request, result),
+            cache_key=result.cache_key,
         )
         if request.include_audio:
             item.audio = result.audio
@@ -147,56 +147,27 @@ class SynthesizerEngine:
             voice=result.voice,
         )
 
-    def _cache_key(
-        self, text: str, request: jobs_pb2.SubmitSynthesisJobRequest, result: Any
-    ) -> str:
-        """The key the Synthesizer stored this text under ("" without a cache).
 
-        Rebuilt from the parts the Synthesizer documents as its key (tests check that the
-        key reported is really present in the cache)."""
-        from speech_platform.cache import cache_key
-        from tts_service.audio_encoding import validate_gain_db, validate_speaking_rate
-        from tts_service.synthesizer import PIPELINE_VERSION
-        from tts_service.text import normalize
-
-        if self._synthesizer.cache is None:
-            return ""
-        engine = self._synthesizer.engines[result.engine]
-        return cache_key(
-            "tts",
-            {
-                "mode": "unary",
-                "engine": engine.name,
-                "voice": result.voice,
-                "model": engine.model_version,
-                "text": normalize(text),
-                "speaking_rate": validate_speaking_rate(request.audio_config.speaking_rate),
-                "volume_gain_db": validate_gain_db(request.audio_config.volume_gain_db),
-                "encoding": result.encoding.name,
-                "sample_rate": result.sample_rate,
-                "pipeline": PIPELINE_VERSION,
-            },
-        )
-
-
-def engines_from_services(services: Mapping[str, Any]) -> JobEngines:
-    """The engines of the STT and TTS services this server hosts (None where absent)."""
+def engines_from_services(services: Mapping[str, SpeechService]) -> JobEngines:
+    """The engines of the STT and TTS services this process hosts (None where absent)."""
     stt, tts = services.get("stt"), services.get("tts")
-    transcriber = getattr(stt, "transcriber", None)
-    synthesizer = getattr(tts, "synthesizer", None)
     return JobEngines(
-        transcription=TranscriberEngine(transcriber) if transcriber is not None else None,
-        synthesis=SynthesizerEngine(synthesizer) if synthesizer is not None else None,
+        transcription=(
+            TranscriberEngine(stt.transcriber) if isinstance(stt, SpeechToTextService) else None
+        ),
+        synthesis=(
+            SynthesizerEngine(tts.synthesizer, tts.door)
+            if isinstance(tts, TextToSpeechService)
+            else None
+        ),
     )
 
 
 async def load_worker_engines(
     settings: Settings, kinds: Sequence[JobKind]
-) -> tuple[JobEngines, list[Any]]:
+) -> tuple[JobEngines, list[Stoppable]]:
     """Builds and starts, for a worker's job kinds, the very services the server hosts
     (without registering them on any gRPC server); returns the engines and what to stop."""
-    from speech_platform.cache.factory import build_cache
-
     cache = build_cache(settings.cache) if JobKind.SYNTHESIS in kinds else None
     if cache is not None and settings.cache.backend == "memory":
         log.warning(
@@ -204,16 +175,12 @@ async def load_worker_engines(
             "server can read them; set SPEECH_CACHE__BACKEND=redis (or tiered)"
         )
     ctx = ServiceContext(settings=settings, cache=cache)
-    services: dict[str, Any] = {}
+    services: dict[str, SpeechService] = {}
     if JobKind.TRANSCRIPTION in kinds:
-        from stt_service.service import build as build_stt
-
-        services["stt"] = build_stt(ctx)
+        services["stt"] = SpeechToTextService(ctx)
     if JobKind.SYNTHESIS in kinds:
-        from tts_service.service import build as build_tts
-
-        services["tts"] = build_tts(ctx)
-    closers: list[Any] = list(services.values())
+        services["tts"] = TextToSpeechService(ctx)
+    closers: list[Stoppable] = list(services.values())
     try:
         await asyncio.gather(*(service.start() for service in services.values()))
     except BaseException:
@@ -224,10 +191,14 @@ async def load_worker_engines(
     return engines_from_services(services), closers
 
 
+class Stoppable(Protocol):
+    async def stop(self, grace_s: float) -> None: ...
+
+
 class _CacheCloser:
     """Lets the worker close its cache with its services (same ``stop`` signature)."""
 
-    def __init__(self, cache: Any) -> None:
+    def __init__(self, cache: ResponseCache) -> None:
         self._cache = cache
 
     async def stop(self, grace_s: float) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from speech_platform.jobs.records import JobKind
-from speech_platform.jobs.runner import JobRunner, RunOutcome
+from speech_jobs.records import JobKind
+from speech_jobs.runner import JobRunner, RunOutcome
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,12 @@ from typing import Any, TypeVar
 import redis
 from celery import Celery, Task
 
+from speech_jobs.celery_app import TASK_NAMES, publish_job
+from speech_jobs.engine_adapters import Stoppable, load_worker_engines
+from speech_jobs.records import JobKind
+from speech_jobs.redis_store import RedisJobStore
+from speech_jobs.runner import JobRunner, RunOutcome
 from speech_platform.config import Settings
-from speech_platform.jobs.celery_app import TASK_NAMES, publish_job
-from speech_platform.jobs.records import JobKind
-from speech_platform.jobs.redis_store import RedisJobStore
-from speech_platform.jobs.runner import JobRunner, RunOutcome
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class WorkerRuntime:
         )
         self._runner: JobRunner | None = None
         self._store: RedisJobStore | None = None
-        self._services: list[Any] = []
+        self._services: list[Stoppable] = []
         self._drain: asyncio.Event | None = None
         self._draining = False
         self._sweeper: asyncio.Task[None] | None = None
@@ -74,8 +75,6 @@ class WorkerRuntime:
         self._call(self._start())
 
     async def _start(self) -> None:
-        from speech_platform.jobs.engine_adapters import load_worker_engines
-
         jobs = self.settings.jobs
         engines, services = await load_worker_engines(self.settings, self.kinds)
         self._services = services

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from speech.v1 import jobs_pb2, tts_pb2
+from speech_jobs.engines import SynthesisEngine, TranscriptionEngine
+from speech_jobs.sources import check_readable, path_of
 from speech_platform.config import Settings
 from speech_platform.errors import FailedPrecondition, InvalidArgument
-from speech_platform.jobs.engines import SynthesisEngine, TranscriptionEngine
-from speech_platform.jobs.sources import check_readable, path_of
 
 #: Audio in the job result is for small jobs: the whole result is one message (and one
 #: Redis value). Larger jobs still land in the cache, where Synthesize serves each text.

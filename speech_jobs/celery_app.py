@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from celery import Celery
 
+from speech_jobs.records import JobKind
 from speech_platform.config import JobsSettings
-from speech_platform.jobs.records import JobKind
 
 TASK_NAMES = {
     JobKind.TRANSCRIPTION: "speech.jobs.transcription",

@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from speech_platform.jobs.records import TERMINAL_STATES, JobRecord, JobState
+from speech_jobs.records import TERMINAL_STATES, JobRecord, JobState
 
 #: Newest-first listing returns at most this many jobs.
 MAX_LIST = 1000

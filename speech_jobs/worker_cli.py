@@ -21,10 +21,10 @@ from typing import Any
 from celery import signals
 from prometheus_client import start_http_server
 
+from speech_jobs.celery_app import make_celery_app, queue_for
+from speech_jobs.records import JobKind
+from speech_jobs.worker import WorkerRuntime, register_tasks
 from speech_platform.config import Settings, load_settings
-from speech_platform.jobs.celery_app import make_celery_app, queue_for
-from speech_platform.jobs.records import JobKind
-from speech_platform.jobs.worker import WorkerRuntime, register_tasks
 from speech_platform.logs import configure_logging
 from speech_platform.memory import limit_malloc_arenas
 

@@ -20,6 +20,10 @@ from typing import Any
 
 from batcher import BatcherClosed, QueueFull
 from speech.v1 import jobs_pb2
+from speech_jobs.engines import SynthesisEngine, SynthesizedText, TranscriptionEngine
+from speech_jobs.records import JobKind, JobRecord, JobState
+from speech_jobs.sources import read_uri
+from speech_jobs.store import JobStore, StartDecision
 from speech_platform.config import JobsSettings
 from speech_platform.errors import (
     FailedPrecondition,
@@ -28,10 +32,6 @@ from speech_platform.errors import (
     SpeechError,
     Unavailable,
 )
-from speech_platform.jobs.engines import SynthesisEngine, SynthesizedText, TranscriptionEngine
-from speech_platform.jobs.records import JobKind, JobRecord, JobState
-from speech_platform.jobs.sources import read_uri
-from speech_platform.jobs.store import JobStore, StartDecision
 from speech_platform.metrics import JOB_DURATION, JOBS, JOBS_RUNNING
 
 log = logging.getLogger(__name__)

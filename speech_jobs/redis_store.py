@@ -29,8 +29,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from speech_platform.jobs.records import TERMINAL_STATES, JobRecord, JobState
-from speech_platform.jobs.store import MAX_LIST, StartDecision, Started
+from speech_jobs.records import TERMINAL_STATES, JobRecord, JobState
+from speech_jobs.store import MAX_LIST, StartDecision, Started
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import logging
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from speech_jobs.celery_app import publish_job
+from speech_jobs.records import JobKind
 from speech_platform.config import JobsSettings
 from speech_platform.errors import Unavailable
-from speech_platform.jobs.celery_app import publish_job
-from speech_platform.jobs.records import JobKind
 
 log = logging.getLogger(__name__)
 

@@ -18,16 +18,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from speech.v1 import jobs_pb2, jobs_pb2_grpc
-from speech_platform.errors import InvalidArgument, NotFound, Unavailable
-from speech_platform.jobs.ids import check_job_id, new_job_id
-from speech_platform.jobs.records import JobKind, JobRecord, JobState, to_proto
-from speech_platform.jobs.runner import JobEngines
-from speech_platform.jobs.store import MAX_LIST, JobStore
-from speech_platform.jobs.submission import (
+from speech_jobs.engine_adapters import engines_from_services
+from speech_jobs.ids import check_job_id, new_job_id
+from speech_jobs.local import LocalDispatcher
+from speech_jobs.records import JobKind, JobRecord, JobState, to_proto
+from speech_jobs.runner import JobEngines, JobRunner
+from speech_jobs.store import MAX_LIST, JobStore, MemoryJobStore
+from speech_jobs.submission import (
     Submission,
     synthesis_submission,
     transcription_submission,
 )
+from speech_platform.errors import InvalidArgument, NotFound, Unavailable
 from speech_platform.service import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,8 @@ class Dispatcher(Protocol):
 class JobsService:
     """Implements SpeechService for the Jobs API."""
 
-    name = "jobs"
-    grpc_service_names = ("speech.v1.Jobs",)
+    name: str = "jobs"
+    grpc_service_names: tuple[str, ...] = ("speech.v1.Jobs",)
 
     def __init__(self, ctx: ServiceContext) -> None:
         self._ctx = ctx
@@ -64,23 +66,19 @@ class JobsService:
 
     async def start(self) -> None:
         # Resolved here, not in build(): every service is built before any starts.
-        from speech_platform.jobs.engine_adapters import engines_from_services
-
         jobs = self._settings.jobs
         self._engines = engines_from_services(self._ctx.services)
         if self._in_process:
-            from speech_platform.jobs.local import LocalDispatcher
-            from speech_platform.jobs.runner import JobRunner
-            from speech_platform.jobs.store import MemoryJobStore
-
             store = MemoryJobStore(ttl_s=jobs.result_ttl_s)
             runner = JobRunner(store, self._engines, jobs, owner="local")
             self._store = store
             self._dispatcher = LocalDispatcher(runner, jobs.local_concurrency)
         else:
-            from speech_platform.jobs.celery_app import make_celery_app
-            from speech_platform.jobs.celery_dispatch import CeleryDispatcher
-            from speech_platform.jobs.redis_store import RedisJobStore
+            # Imported here, not at the top: the default (local) backend never loads Celery
+            # or the Redis client, which every server process would otherwise carry.
+            from speech_jobs.celery_app import make_celery_app
+            from speech_jobs.celery_dispatch import CeleryDispatcher
+            from speech_jobs.redis_store import RedisJobStore
 
             app = make_celery_app(jobs)
             self._store = RedisJobStore.from_url(

@@ -14,7 +14,6 @@ Reflection (v1 and v1alpha: grpcurl 1.8 speaks v1alpha) and Prometheus /metrics 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 import time
@@ -26,18 +25,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from prometheus_client import start_http_server
 
+from speech_platform.cache.factory import build_cache
 from speech_platform.config import Settings
 from speech_platform.interceptors import ServerInterceptor
 from speech_platform.service import ServiceContext, SpeechService
+from speech_server.registry import SERVICES
 
 log = logging.getLogger(__name__)
 
-#: Where each configurable service's ``build(ctx)`` lives.
-SERVICE_BUILDERS = {
-    "stt": "stt_service.service",
-    "tts": "tts_service.service",
-    "jobs": "speech_platform.jobs.service",
-}
 _REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
@@ -65,10 +60,9 @@ class SpeechServer:
     async def start(self) -> None:
         """Opens the port and begins loading models in the background."""
         cfg = self.settings.server
-        self.context.cache = _build_cache(self.settings)
+        self.context.cache = build_cache(self.settings.cache)
         for service_name in cfg.services:
-            module = importlib.import_module(SERVICE_BUILDERS[service_name])
-            service: SpeechService = module.build(self.context)
+            service = SERVICES[service_name](self.context)
             self.services.append(service)
             self.context.services[service_name] = service
         self.services.extend(self._extra)
@@ -167,14 +161,6 @@ def _channel_options(settings: Settings) -> list[tuple[str, Any]]:
             ("grpc.max_connection_age_grace_ms", int(cfg.max_connection_age_grace_s * 1000)),
         ]
     return options
-
-
-def _build_cache(settings: Settings) -> Any:
-    try:
-        factory = importlib.import_module("speech_platform.cache.factory")
-    except ModuleNotFoundError:
-        return None
-    return factory.build_cache(settings.cache)
 
 
 def _reflection_v1_alias(server: grpc.aio.Server, names: list[str]) -> grpc.GenericRpcHandler:
