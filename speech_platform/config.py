@@ -10,6 +10,8 @@ and ``jobs.broker_url``.
 from __future__ import annotations
 
 import os
+import sys
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +25,16 @@ EngineName = Literal["piper", "kokoro"]
 ALL_SERVICES: tuple[ServiceName, ...] = ("stt", "tts", "jobs")
 ALL_ENGINES: tuple[EngineName, ...] = ("piper", "kokoro")
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / ".venv" / "share" / "speech-models"
+#: Where assembled model assets live unless ``SPEECH_MODEL_DIR`` (``model_dir``) says
+#: otherwise: the data directory of the Python environment the server runs in, like any
+#: installed package's shared data. For the project's venv that is .venv/share/speech-models
+#: (where `make run` builds them), in the image /app/.venv/share/speech-models; and it never
+#: points into a source checkout, so an installed wheel finds the same place.
+DEFAULT_MODEL_DIR = Path(sys.prefix) / "share" / "speech-models"
+
+#: The YAML file ``load_settings`` was given, for the settings being built in this context
+#: (the process environment is never written).
+_CONFIG_FILE: ContextVar[str | None] = ContextVar("speech_config_file", default=None)
 
 
 class BatcherSettings(BaseModel):
@@ -49,20 +60,15 @@ class BatcherSettings(BaseModel):
 
 
 class SttBatcherSettings(BatcherSettings):
-    """Whisper windows; queues are deep (long audio). CPU defaults, from measurement
-    (``python -m stt_service.measure``, 2 cores, int8): a batched window costs the same CPU
-    time as one alone (the encoder is compute bound; the batched decoder saved <= 3 %),
-    while a batch of 8 finished 16 concurrent requests later (p50 12.9 s vs 7.5 s) and held
-    230 MB more. So one window per call, no waiting; throughput comes from instances. On a
-    GPU batch: e.g. max_batch_size 16-32, max_queue_delay_ms 5-10, one instance.
+    """Whisper windows; queues are deep (long audio).
 
-    With ``stt.pack_short_windows`` (short windows of a batch share one 30 s window) batching
-    pays on a CPU too. 16 concurrent 3-10 s clips, 3 interleaved rounds, medians (CPU s per
-    audio s; audio s per wall s; p50 s; mean WER; encoder windows): batch 1 unpacked 0.087,
-    6.0, 9.9, 0.078, 16; batch 8 10 ms unpacked 0.085, 6.1, 15.0, 0.078, 16; batch 4 10 ms
-    packed 0.057, 8.6, 9.5, 0.069, 8; batch 8 10 ms packed 0.059, 10.1, 10.0, 0.038, 7
-    (library baseline 0.139, 4.8). So packing on, batches of up to 4 after 10 ms: a third
-    less CPU, the same p50 as one window per call."""
+    On a CPU, a batch of whole windows costs as much CPU as its windows one by one (the
+    encoder is compute bound) and only makes requests wait and hold memory; what makes
+    batching pay is ``stt.pack_short_windows``: short windows of one batch share one 30 s
+    encoder window. So packing on, batches of up to 4 after 10 ms: less CPU per audio
+    second at the same median latency as one window per call. On a GPU batch more: e.g.
+    max_batch_size 16-32, max_queue_delay_ms 5-10, one instance. The measurements behind
+    these defaults: docs/benchmarks.md, "Figures behind defaults"."""
 
     max_batch_size: int = Field(4, ge=1, le=1024)
     max_queue_delay_ms: float = Field(10.0, ge=0)
@@ -103,8 +109,9 @@ class ServerSettings(BaseModel):
     auth_tokens: list[str] = Field(default_factory=list)
     log_level: str = "WARNING"
     log_json: bool = True
-    #: glibc malloc heaps for the process (speech_platform/memory.py: the STT server's peak
-    #: RSS 640 MB instead of 790 MB at the same speed); 0 leaves glibc's 8 per core.
+    #: glibc malloc heaps for the process (speech_platform/memory.py: fewer heaps hold less
+    #: memory per thread at the same speed; figures in docs/benchmarks.md); 0 leaves
+    #: glibc's 8 per core.
     malloc_arena_max: int = Field(2, ge=0, le=1024)
 
 
@@ -120,7 +127,7 @@ class SttSettings(BaseModel):
     default_beam_size: int = Field(5, ge=1, le=10)
     #: Decode several short windows of one batch as ONE 30 s window (stt_service/packing.py):
     #: Whisper's encoder always runs on 30 s, so short clips otherwise pay for padding.
-    #: Needs batches of several windows (batcher.max_batch_size > 1). Figures: see
+    #: Needs batches of several windows (batcher.max_batch_size > 1). Why it is on: see
     #: SttBatcherSettings.
     pack_short_windows: bool = True
     #: Windows longer than this are never packed; silence laid between packed windows.
@@ -234,13 +241,13 @@ class Settings(BaseSettings):
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by SPEECH_CONFIG_FILE, if any."""
+    """Reads the YAML file given to ``load_settings``, else the one SPEECH_CONFIG_FILE names."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("SPEECH_CONFIG_FILE", "")
+        path = _CONFIG_FILE.get() or os.environ.get("SPEECH_CONFIG_FILE", "")
         if not path:
             return {}
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -252,14 +259,21 @@ class _YamlFileSource(PydanticBaseSettingsSource):
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     """Builds settings from the environment and an optional YAML file.
 
+    ``config_file`` takes the place of SPEECH_CONFIG_FILE for these settings only; the
+    process environment is left as it was.
+
     >>> load_settings().server.port
     50051
     """
-    if config_file:
-        os.environ["SPEECH_CONFIG_FILE"] = config_file
-    return Settings(**overrides)
+    token = _CONFIG_FILE.set(config_file or None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE.reset(token)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The process's settings, for command-line entry points only: engines and cores are
+    handed their settings by the composition root (speech_server), never look them up."""
     return load_settings()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -335,8 +336,9 @@ def test_config_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     monkeypatch.setenv("SPEECH_STT__INSTANCES", "5")
     monkeypatch.setenv("REDIS_URL", "redis://example:6379/0")
+    monkeypatch.delenv("SPEECH_CONFIG_FILE", raising=False)
     settings = load_settings(str(config))
-    monkeypatch.delenv("SPEECH_CONFIG_FILE")
+    assert "SPEECH_CONFIG_FILE" not in os.environ  # the file applies to these settings only
     assert settings.server.port == 6000  # from the file
     assert settings.stt.instances == 5  # the environment wins over the file
     assert settings.stt.batcher.max_batch_size == 4
