@@ -28,7 +28,8 @@ from stt_service.options import TranscribeOptions, batcher_priority
 from stt_service.service import SpeechToTextService
 from stt_service.transcriber import ResolvedOptions, Transcriber
 from tts_service.audio_encoding import resolve_output, validate_gain_db, validate_speaking_rate
-from tts_service.results import SynthesisRequest, SynthesisResult
+from tts_service.convert import synthesis_request
+from tts_service.results import SynthesisResult
 from tts_service.service import TextToSpeechService
 from tts_service.synthesizer import NO_CACHE, Synthesizer
 
@@ -117,20 +118,10 @@ class SynthesizerEngine:
     async def synthesize(
         self, index: int, text: str, request: jobs_pb2.SubmitSynthesisJobRequest
     ) -> SynthesizedText:
-        audio = request.audio_config
-        result = await self._synthesizer.synthesize(
-            SynthesisRequest(
-                text=text,
-                voice=request.voice,
-                tier=int(request.tier),
-                encoding=int(audio.encoding),
-                sample_rate_hertz=audio.sample_rate_hertz,
-                speaking_rate=audio.speaking_rate,
-                volume_gain_db=audio.volume_gain_db,
-                priority=JOB_PRIORITY,
-            ),
-            self._door,
+        wanted = synthesis_request(
+            text, request.voice, int(request.tier), request.audio_config, priority=JOB_PRIORITY
         )
+        result = await self._synthesizer.synthesize(wanted, self._door)
         item = jobs_pb2.SynthesizedItem(
             index=index,
             text=text,

@@ -8,8 +8,8 @@ fallback), which the door and the core set on the way out.
 from __future__ import annotations
 
 from speech.v1 import tts_pb2
-from speech_platform import priority
 from speech_platform.cache import Codec
+from speech_platform.priority import NORMAL, from_proto
 from tts_service.audio_encoding import Encoding
 from tts_service.results import SynthesisChunk, SynthesisRequest, SynthesisResult
 
@@ -18,18 +18,42 @@ def to_synthesis_request(
     message: tts_pb2.SynthesizeRequest | tts_pb2.StreamingSynthesizeRequest,
     timeout_s: float | None,
 ) -> SynthesisRequest:
-    audio = message.audio_config
+    return synthesis_request(
+        message.text,
+        message.voice,
+        int(message.tier),
+        message.audio_config,
+        disable_fallback=message.disable_fallback,
+        priority=from_proto(int(message.priority), "priority"),
+        skip_cache=message.skip_cache,
+        timeout_s=timeout_s,
+    )
+
+
+def synthesis_request(
+    text: str,
+    voice: str,
+    tier: int,
+    audio: tts_pb2.AudioConfig,
+    *,
+    disable_fallback: bool = False,
+    priority: int = NORMAL,
+    skip_cache: bool = False,
+    timeout_s: float | None = None,
+) -> SynthesisRequest:
+    """A SynthesisRequest for one text with a speech.v1 AudioConfig (a Synthesize call's, or
+    a bulk-synthesis job's for each of its texts)."""
     return SynthesisRequest(
-        text=message.text,
-        voice=message.voice,
-        tier=int(message.tier),
+        text=text,
+        voice=voice,
+        tier=tier,
         encoding=int(audio.encoding),
         sample_rate_hertz=audio.sample_rate_hertz,
         speaking_rate=audio.speaking_rate,
         volume_gain_db=audio.volume_gain_db,
-        disable_fallback=message.disable_fallback,
-        priority=priority.from_proto(int(message.priority), "priority"),
-        skip_cache=message.skip_cache,
+        disable_fallback=disable_fallback,
+        priority=priority,
+        skip_cache=skip_cache,
         timeout_s=timeout_s,
     )
 
