@@ -25,10 +25,18 @@ _FROM_PROTO: dict[int, int] = {
 }
 
 
-def from_proto(value: int, field: str = "config.priority") -> int:
-    """A speech.v1.Priority value on the batcher's scale; InvalidArgument naming ``field``
-    for a value the contract does not define."""
+def from_proto(
+    value: int, error: str = "config.priority: unknown Priority value {value}"
+) -> int:
+    """A speech.v1.Priority value on the batcher's scale; InvalidArgument for a value the
+    contract does not define (``error`` words it in the service's own terms).
+
+    >>> from_proto(9, "priority {value} is not a known Priority value")
+    Traceback (most recent call last):
+    ...
+    speech_platform.errors.InvalidArgument: priority 9 is not a known Priority value
+    """
     try:
         return _FROM_PROTO[value]
     except KeyError:
-        raise InvalidArgument(f"{field}: unknown Priority value {value}") from None
+        raise InvalidArgument(error.format(value=value)) from None

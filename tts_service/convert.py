@@ -13,6 +13,8 @@ from speech_platform.priority import NORMAL, from_proto
 from tts_service.audio_encoding import Encoding
 from tts_service.results import SynthesisChunk, SynthesisRequest, SynthesisResult
 
+_UNKNOWN_PRIORITY = "priority {value} is not a known Priority value"
+
 
 def to_synthesis_request(
     message: tts_pb2.SynthesizeRequest | tts_pb2.StreamingSynthesizeRequest,
@@ -24,7 +26,7 @@ def to_synthesis_request(
         int(message.tier),
         message.audio_config,
         disable_fallback=message.disable_fallback,
-        priority=from_proto(int(message.priority), "priority"),
+        priority=from_proto(int(message.priority), _UNKNOWN_PRIORITY),
         skip_cache=message.skip_cache,
         timeout_s=timeout_s,
     )
