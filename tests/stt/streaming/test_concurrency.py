@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.streaming.speech import (
+from tests.stt.streaming.speech import (
     Received,
     SpokenStream,
     collect,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.streaming.speech import (
+from tests.stt.streaming.speech import (
     MULAW,
     Received,
     SpokenStream,

@@ -14,7 +14,7 @@ from speech_platform.cache import build_cache, cache_key, encode_chunks
 from speech_platform.cache.tiered import TieredCache
 from speech_platform.config import CacheSettings
 from speech_platform.errors import InvalidArgument
-from tests.cache.helpers import HashingCompute, metric, replica, wait_until
+from tests.platform.cache.helpers import HashingCompute, metric, replica, wait_until
 
 
 @pytest.fixture

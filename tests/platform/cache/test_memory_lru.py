@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from speech_platform.cache.memory import MemoryLRU, entry_size
-from tests.cache.helpers import metric
+from tests.platform.cache.helpers import metric
 
 
 class FakeClock:

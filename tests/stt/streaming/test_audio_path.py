@@ -17,7 +17,7 @@ from stt_service.streaming.endpointing import (
 )
 from stt_service.streaming.pcm import PcmChunkDecoder
 from stt_service.streaming.vad import FRAME_SAMPLES, StreamingVad
-from tests.streaming.speech import SpokenStream, join_clips
+from tests.stt.streaming.speech import SpokenStream, join_clips
 
 LINEAR16 = common_pb2.AUDIO_ENCODING_LINEAR16
 MULAW = common_pb2.AUDIO_ENCODING_MULAW

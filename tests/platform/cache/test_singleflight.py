@@ -15,7 +15,7 @@ import redis
 from speech_platform.cache import build_cache, cache_key
 from speech_platform.config import CacheSettings
 from speech_platform.errors import InvalidArgument
-from tests.cache.helpers import HashingCompute, metric, replica, wait_until
+from tests.platform.cache.helpers import HashingCompute, metric, replica, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ from stt_service.streaming.claim import DecodeClaim
 from stt_service.streaming.config import plan_stream
 from stt_service.streaming.session import Outgoing, StreamSession, window_item
 from stt_service.transcriber import LoadedModel, Transcriber
-from tests.streaming.speech import join_clips, streaming_config, word_error_rate
+from tests.stt.streaming.speech import join_clips, streaming_config, word_error_rate
 from tests.support.server import RunningServer, metric_samples, running_server
 from tests.support.server import test_settings as server_settings
 

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc
-from tests.streaming.speech import (
+from tests.stt.streaming.speech import (
     LINEAR16,
     collect,
     join_clips,

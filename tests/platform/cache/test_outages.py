@@ -14,7 +14,7 @@ import pytest
 from speech_platform.cache import cache_key
 from speech_platform.cache.breaker import BreakerState
 from speech_platform.cache.tiered import TieredCache
-from tests.cache.helpers import HashingCompute, metric, replica, wait_until
+from tests.platform.cache.helpers import HashingCompute, metric, replica, wait_until
 from tests.support.redis import RedisServerProcess, free_port, spawn_redis_server
 
 REDIS_TIMEOUT_S = 0.2

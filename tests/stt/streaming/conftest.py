@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import Clip
-from tests.streaming.speech import SpokenStream, join_clips, read_wav_pcm16
+from tests.stt.streaming.speech import SpokenStream, join_clips, read_wav_pcm16
 from tests.support.server import RunningServer, running_server
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from speech_platform.cache import build_cache, cache_key
 from speech_platform.config import CacheSettings
-from tests.cache.helpers import HashingCompute, metric
+from tests.platform.cache.helpers import HashingCompute, metric
 from tests.support.redis import RedisServerProcess, free_port, redis_server_binary
 
 

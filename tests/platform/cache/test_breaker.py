@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from speech_platform.cache.breaker import BreakerState, CircuitBreaker
-from tests.cache.helpers import metric
+from tests.platform.cache.helpers import metric
 
 
 class FakeClock:
