@@ -17,7 +17,7 @@ from speech_platform.config import CacheSettings
 from speech_platform.errors import InvalidArgument
 from tests.platform.cache.helpers import HashingCompute, metric, replica, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def joins(service: str, scope: str) -> float:
