@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/import_graph.py            # this checkout
     .venv/bin/python scripts/import_graph.py /tmp/old   # another tree (e.g. a git worktree)
+    .venv/bin/python scripts/import_graph.py --exclude speech_platform/bench  # leave files out
 
 An edge counts every import of package ``to`` written in a module of package ``from``, at
 any depth: top-level, inside functions (counted again in parentheses, since those are the
@@ -16,9 +17,9 @@ tests/platform/test_layers.py uses the same walk (``module_imports``) to hold th
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -105,13 +106,18 @@ def dotted_package(root: Path, path: Path) -> str:
     return ".".join(parts if parts[-1] == "__init__" else parts[:-1]).removesuffix(".__init__")
 
 
-def edges(root: Path) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
-    """(all imports, those inside functions) per (from package, to package)."""
+def edges(
+    root: Path, exclude: tuple[str, ...] = ()
+) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+    """(all imports, those inside functions) per (from package, to package); files whose
+    path below ``root`` starts with one of ``exclude`` are left out."""
     own = set(packages(root))
     every: Counter[tuple[str, str]] = Counter()
     in_functions: Counter[tuple[str, str]] = Counter()
     for package in sorted(own):
         for path in python_files(root / package):
+            if exclude and path.relative_to(root).as_posix().startswith(exclude):
+                continue
             for imp in module_imports(path, dotted_package(root, path)):
                 target = imp.target.split(".")[0]
                 if target == package or target not in own:
@@ -124,9 +130,12 @@ def edges(root: Path) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]
     return every, in_functions
 
 
-def main(argv: list[str]) -> int:
-    root = Path(argv[1] if len(argv) > 1 else Path(__file__).resolve().parent.parent)
-    every, in_functions = edges(root.resolve())
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("root", nargs="?", default=Path(__file__).resolve().parent.parent)
+    parser.add_argument("--exclude", action="append", default=[], metavar="PATH_PREFIX")
+    args = parser.parse_args(argv)
+    every, in_functions = edges(Path(args.root).resolve(), tuple(args.exclude))
     width = max((len(a) + len(b) for a, b in every), default=0) + 4
     for (source, target), count in sorted(every.items()):
         late = in_functions[(source, target)]
@@ -136,4 +145,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv))
+    raise SystemExit(main())
