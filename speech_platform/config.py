@@ -10,6 +10,8 @@ and ``jobs.broker_url``.
 from __future__ import annotations
 
 import os
+import sys
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +25,16 @@ EngineName = Literal["piper", "kokoro"]
 ALL_SERVICES: tuple[ServiceName, ...] = ("stt", "tts", "jobs")
 ALL_ENGINES: tuple[EngineName, ...] = ("piper", "kokoro")
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / ".venv" / "share" / "speech-models"
+#: Where assembled model assets live unless ``SPEECH_MODEL_DIR`` (``model_dir``) says
+#: otherwise: the data directory of the Python environment the server runs in, like any
+#: installed package's shared data. For the project's venv that is .venv/share/speech-models
+#: (where `make run` builds them), in the image /app/.venv/share/speech-models; and it never
+#: points into a source checkout, so an installed wheel finds the same place.
+DEFAULT_MODEL_DIR = Path(sys.prefix) / "share" / "speech-models"
+
+#: The YAML file ``load_settings`` was given, for the settings being built in this context
+#: (the process environment is never written).
+_CONFIG_FILE: ContextVar[str | None] = ContextVar("speech_config_file", default=None)
 
 
 class BatcherSettings(BaseModel):
@@ -104,8 +115,9 @@ class ServerSettings(BaseModel):
     auth_tokens: list[str] = Field(default_factory=list)
     log_level: str = "WARNING"
     log_json: bool = True
-    #: glibc malloc heaps for the process (speech_platform/memory.py: the STT server's peak
-    #: RSS 640 MB instead of 790 MB at the same speed); 0 leaves glibc's 8 per core.
+    #: glibc malloc heaps for the process (speech_platform/memory.py: fewer heaps hold less
+    #: memory per thread at the same speed; figures in docs/benchmarks.md); 0 leaves
+    #: glibc's 8 per core.
     malloc_arena_max: int = Field(2, ge=0, le=1024)
 
 
@@ -248,13 +260,13 @@ class Settings(BaseSettings):
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by SPEECH_CONFIG_FILE, if any."""
+    """Reads the YAML file given to ``load_settings``, else the one SPEECH_CONFIG_FILE names."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("SPEECH_CONFIG_FILE", "")
+        path = _CONFIG_FILE.get() or os.environ.get("SPEECH_CONFIG_FILE", "")
         if not path:
             return {}
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -266,14 +278,21 @@ class _YamlFileSource(PydanticBaseSettingsSource):
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     """Builds settings from the environment and an optional YAML file.
 
+    ``config_file`` takes the place of SPEECH_CONFIG_FILE for these settings only; the
+    process environment is left as it was.
+
     >>> load_settings().server.port
     50051
     """
-    if config_file:
-        os.environ["SPEECH_CONFIG_FILE"] = config_file
-    return Settings(**overrides)
+    token = _CONFIG_FILE.set(config_file or None)
+    try:
+        return Settings(**overrides)
+    finally:
+        _CONFIG_FILE.reset(token)
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The process's settings, for command-line entry points only: engines and cores are
+    handed their settings by the composition root (speech_server), never look them up."""
     return load_settings()

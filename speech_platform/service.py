@@ -1,7 +1,8 @@
 """How a speech service plugs into the shared server.
 
-Each service package (stt_service, tts_service, speech_platform.jobs) exposes
-``build(ctx: ServiceContext) -> SpeechService``. The server calls ``register`` before it
+Each service package (stt_service, tts_service, speech_jobs) exposes
+``build(ctx: ServiceContext) -> SpeechService``; the composition root (speech_server.registry)
+names them. The server calls ``register`` before it
 starts listening, reports the service NOT_SERVING in grpc.health.v1 until ``start`` (model
 loading) returns, and calls ``stop`` after draining.
 """
@@ -9,14 +10,12 @@ loading) returns, and calls ``stop`` after draining.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
 import grpc
 
+from speech_platform.cache import ResponseCache
 from speech_platform.config import Settings
-
-if TYPE_CHECKING:
-    from speech_platform.cache import ResponseCache
 
 
 class SpeechService(Protocol):
@@ -43,4 +42,4 @@ class ServiceContext:
     #: The response cache (in-process LRU, Redis or both); None when caching is off.
     cache: ResponseCache | None = None
     #: Other services by name, for the ones that reuse engines (jobs reuses stt and tts).
-    services: dict[str, Any] = field(default_factory=dict)
+    services: dict[str, SpeechService] = field(default_factory=dict)

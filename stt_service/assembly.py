@@ -1,17 +1,24 @@
-"""Joins the decoded windows of one recording into a TranscribeResponse.
+"""Joins the decoded windows of one recording into a ``Transcript``; converts it to the wire.
 
 Window results carry times relative to their window; here they become absolute (offset of
 the window added) and are clamped to the span the window owns, from its start to the start
 of the next decoded piece, so times never go backwards across windows. Segments are
 numbered in order, and the language of the recording is the one that covers the most speech.
+
+``Transcript`` is the STT core's domain result (``Transcriber.transcribe`` returns one); its
+field names follow speech.v1.TranscribeResponse, which ``to_proto`` builds for the servicer
+and the Jobs service. ``TRANSCRIPT_CODEC`` is how a transcript is kept in the response cache
+(the serialized TranscribeResponse, as before).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from speech.v1 import stt_pb2
+from speech_platform.cache.door import Codec
 from stt_service.whisper_engine import WindowResult
 from stt_service.windowing import Window
 
@@ -19,22 +26,115 @@ from stt_service.windowing import Window
 _UNSPACED = {"zh", "ja", "th", "lo", "my", "yue"}
 
 
-def build_response(
+@dataclass(frozen=True)
+class TranscriptWord:
+    word: str
+    start_seconds: float
+    end_seconds: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class TranscriptSegment:
+    id: int
+    start_seconds: float
+    end_seconds: float
+    text: str
+    avg_logprob: float
+    no_speech_probability: float
+
+
+@dataclass
+class Transcript:
+    """A recording's transcript: absolute times, segments numbered in order."""
+
+    text: str = ""
+    segments: list[TranscriptSegment] = field(default_factory=list)
+    words: list[TranscriptWord] = field(default_factory=list)
+    language_code: str = ""
+    language_probability: float = 0.0
+    audio_duration_seconds: float = 0.0
+    #: The model that served it.
+    model: str = ""
+
+
+def to_proto(transcript: Transcript, *, cache_hit: bool = False) -> stt_pb2.TranscribeResponse:
+    return stt_pb2.TranscribeResponse(
+        text=transcript.text,
+        segments=[
+            stt_pb2.Segment(
+                id=s.id,
+                start_seconds=s.start_seconds,
+                end_seconds=s.end_seconds,
+                text=s.text,
+                avg_logprob=s.avg_logprob,
+                no_speech_probability=s.no_speech_probability,
+            )
+            for s in transcript.segments
+        ],
+        words=[
+            stt_pb2.WordInfo(
+                word=w.word,
+                start_seconds=w.start_seconds,
+                end_seconds=w.end_seconds,
+                probability=w.probability,
+            )
+            for w in transcript.words
+        ],
+        language_code=transcript.language_code,
+        language_probability=transcript.language_probability,
+        audio_duration_seconds=transcript.audio_duration_seconds,
+        model=transcript.model,
+        cache_hit=cache_hit,
+    )
+
+
+def from_proto(response: stt_pb2.TranscribeResponse) -> Transcript:
+    return Transcript(
+        text=response.text,
+        segments=[
+            TranscriptSegment(
+                id=s.id,
+                start_seconds=s.start_seconds,
+                end_seconds=s.end_seconds,
+                text=s.text,
+                avg_logprob=s.avg_logprob,
+                no_speech_probability=s.no_speech_probability,
+            )
+            for s in response.segments
+        ],
+        words=[
+            TranscriptWord(w.word, w.start_seconds, w.end_seconds, w.probability)
+            for w in response.words
+        ],
+        language_code=response.language_code,
+        language_probability=response.language_probability,
+        audio_duration_seconds=response.audio_duration_seconds,
+        model=response.model,
+    )
+
+
+#: A transcript in the response cache: its TranscribeResponse, serialized.
+TRANSCRIPT_CODEC: Codec[Transcript] = Codec(
+    encode=lambda transcript: to_proto(transcript).SerializeToString(),
+    decode=lambda data: from_proto(stt_pb2.TranscribeResponse.FromString(data)),
+)
+
+
+def build_transcript(
     pieces: Sequence[tuple[Window, WindowResult]],
     *,
     model: str,
     duration_s: float,
     fallback_language: str,
-) -> stt_pb2.TranscribeResponse:
+) -> Transcript:
     """``pieces``: each decoded window with its result, in any order.
 
     ``fallback_language`` names the language when nothing was decoded (all silent): the
     requested one, the model's only one, or "" when it is unknown.
     """
     ordered = sorted(pieces, key=lambda piece: piece[0].start)
-    response = stt_pb2.TranscribeResponse(
-        model=model, audio_duration_seconds=duration_s, cache_hit=False
-    )
+    response = Transcript(model=model, audio_duration_seconds=duration_s)
     language, probability = _recording_language(ordered, fallback_language)
     response.language_code = language
     response.language_probability = probability
@@ -48,7 +148,7 @@ def build_response(
                 continue
             start = _absolute(window, segment.start, span, is_start=True)
             response.segments.append(
-                stt_pb2.Segment(
+                TranscriptSegment(
                     id=len(response.segments),
                     start_seconds=start,
                     end_seconds=max(start, _absolute(window, segment.end, span)),
@@ -61,7 +161,7 @@ def build_response(
             for word in segment.words:
                 word_start = _absolute(window, word.start, span, is_start=True)
                 response.words.append(
-                    stt_pb2.WordInfo(
+                    TranscriptWord(
                         word=word.word,
                         start_seconds=word_start,
                         end_seconds=max(word_start, _absolute(window, word.end, span)),

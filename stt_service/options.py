@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from speech.v1 import common_pb2, stt_pb2
+from speech.v1 import stt_pb2
+from speech_platform import priority
 from speech_platform.errors import InvalidArgument
 
 MIN_BEAM, MAX_BEAM = 1, 10
@@ -22,13 +23,9 @@ _LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}$")
 #: Old or alternative ISO 639 codes that Whisper knows under another name.
 _LANGUAGE_ALIASES = {"iw": "he", "in": "id", "ji": "yi", "jv": "jw", "nb": "no", "fil": "tl"}
 
-#: speech.v1 Priority -> batcher priority (higher is served first).
-_PRIORITIES: dict[int, int] = {
-    common_pb2.PRIORITY_UNSPECIFIED: 1,
-    common_pb2.PRIORITY_LOW: 0,
-    common_pb2.PRIORITY_NORMAL: 1,
-    common_pb2.PRIORITY_HIGH: 2,
-}
+#: speech.v1 Priority to the batcher's scale (the one table: speech_platform.priority).
+batcher_priority = priority.from_proto
+
 
 
 @dataclass(frozen=True)
@@ -65,13 +62,6 @@ class DecodeOptions:
     word_timestamps: bool = False
     initial_prompt: str = ""
     hotwords: tuple[str, ...] = field(default=())
-
-
-def batcher_priority(priority: int) -> int:
-    """speech.v1 Priority to the batcher's scale: LOW 0, NORMAL (and unset) 1, HIGH 2."""
-    if priority not in _PRIORITIES:
-        raise InvalidArgument(f"config.priority: unknown Priority value {priority}")
-    return _PRIORITIES[priority]
 
 
 def parse_language(code: str) -> str | None:

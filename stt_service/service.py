@@ -1,7 +1,7 @@
 """The speech-to-text service as the shared server hosts it (see speech_platform.service).
 
-Other services reuse its ``transcriber`` (the Jobs service for long recordings, streaming
-for live audio) through ``ServiceContext.services["stt"]``.
+The Jobs service reuses its ``transcriber`` for long recordings through
+``ServiceContext.services["stt"]``; streaming (stt_service/streaming) uses it for live audio.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import grpc
 
 from speech.v1 import stt_pb2_grpc
-from speech_platform.service import ServiceContext, SpeechService
+from speech_platform.cache import CacheDoor
+from speech_platform.service import ServiceContext
+from stt_service.assembly import TRANSCRIPT_CODEC
 from stt_service.servicer import SpeechToTextServicer
 from stt_service.transcriber import Transcriber
 
@@ -20,7 +22,8 @@ class SpeechToTextService:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.transcriber = Transcriber(ctx.settings.stt, model_dir=ctx.settings.model_dir)
-        self.servicer = SpeechToTextServicer(self.transcriber, ctx.settings.stt, ctx.cache)
+        self.door = CacheDoor(ctx.cache, "stt", TRANSCRIPT_CODEC)
+        self.servicer = SpeechToTextServicer(self.transcriber, ctx.settings.stt, self.door)
 
     def register(self, server: grpc.aio.Server) -> None:
         stt_pb2_grpc.add_SpeechToTextServicer_to_server(self.servicer, server)
@@ -32,5 +35,5 @@ class SpeechToTextService:
         await self.transcriber.stop(grace_s)
 
 
-def build(ctx: ServiceContext) -> SpeechService:
+def build(ctx: ServiceContext) -> SpeechToTextService:
     return SpeechToTextService(ctx)

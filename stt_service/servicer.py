@@ -1,4 +1,9 @@
-"""The speech.v1.SpeechToText servicer: request checks, audio decoding, cache, Transcriber.
+"""The speech.v1.SpeechToText servicer: request checks, the cache door, the Transcriber.
+
+Shaped like tts_service/servicer.py: a request is checked and converted, looked up at the
+service's cache door (speech_platform.cache.door, keyed by ``_cache_key`` here), and on a
+miss decoded and transcribed by the core, whose ``Transcript`` becomes the wire message in
+``assembly.to_proto``.
 
 Errors are raised, never returned: the server's interceptor turns them into status codes
 (InvalidArgument -> INVALID_ARGUMENT, NotFound -> NOT_FOUND, batcher errors -> their codes).
@@ -15,9 +20,10 @@ from typing import Any
 import grpc
 
 from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc
-from speech_platform.cache import ResponseCache, cache_key
+from speech_platform.cache import CacheDoor, cache_key
 from speech_platform.config import SttSettings
 from speech_platform.errors import Unavailable
+from stt_service.assembly import TRANSCRIPT_CODEC, Transcript, to_proto
 from stt_service.audio import RAW_ENCODINGS, check_audio_config, decode_audio
 from stt_service.options import TranscribeOptions, batcher_priority
 from stt_service.streaming import StreamingRecognizer
@@ -25,14 +31,20 @@ from stt_service.transcriber import ResolvedOptions, Transcriber
 
 log = logging.getLogger(__name__)
 
+#: The door of a servicer without a cache (every call computes).
+NO_CACHE: CacheDoor[Transcript] = CacheDoor(None, "stt", TRANSCRIPT_CODEC)
+
 
 class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
     def __init__(
-        self, transcriber: Transcriber, settings: SttSettings, cache: ResponseCache | None
+        self,
+        transcriber: Transcriber,
+        settings: SttSettings,
+        door: CacheDoor[Transcript] = NO_CACHE,
     ) -> None:
         self._transcriber = transcriber
         self._settings = settings
-        self._cache = cache
+        self._door = door
         #: One for the servicer: it keeps the count of open streams.
         self._streaming = StreamingRecognizer(transcriber, settings)
 
@@ -49,9 +61,8 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
             sample_rate_hertz=config.sample_rate_hertz,
             audio_channel_count=config.audio_channel_count,
         )
-        computed: list[stt_pb2.TranscribeResponse] = []
 
-        async def compute() -> bytes:
+        async def compute() -> Transcript:
             decoded = await asyncio.to_thread(
                 decode_audio,
                 request.audio,
@@ -60,21 +71,13 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                 audio_channel_count=config.audio_channel_count,
                 max_seconds=self._settings.max_audio_seconds,
             )
-            response = await self._transcriber.transcribe(
+            return await self._transcriber.transcribe(
                 decoded.samples, resolved, priority=priority, timeout_s=context.time_remaining()
             )
-            computed.append(response)
-            return response.SerializeToString()
 
-        if self._cache is None:
-            await compute()
-            return computed[0]
-        value, hit = await self._cache.get_or_compute(
-            "stt", _cache_key(request, resolved), compute, skip=config.skip_cache
-        )
-        response = computed[0] if computed else stt_pb2.TranscribeResponse.FromString(value)
-        response.cache_hit = hit
-        return response
+        key = _cache_key(request, resolved) if self._door.enabled else ""
+        transcript, hit = await self._door.get_or_compute(key, compute, skip=config.skip_cache)
+        return to_proto(transcript, cache_hit=hit)
 
     async def StreamingTranscribe(
         self,

@@ -11,7 +11,7 @@ absolute times.
 
     transcriber = Transcriber(settings.stt)
     await transcriber.start()
-    response = await transcriber.transcribe(samples, TranscribeOptions(language="en"))
+    transcript = await transcriber.transcribe(samples, TranscribeOptions(language="en"))
 """
 
 from __future__ import annotations
@@ -28,12 +28,11 @@ import ctranslate2
 import numpy as np
 
 from batcher import Batcher, BatchFunction, RecordingObserver
-from speech.v1 import stt_pb2
 from speech_platform.batching import make_batcher
-from speech_platform.config import SttSettings, get_settings
+from speech_platform.config import SttSettings
 from speech_platform.errors import InvalidArgument, NotFound
 from speech_platform.metrics import ENGINE_AUDIO_SECONDS
-from stt_service.assembly import build_response
+from stt_service.assembly import Transcript, build_transcript
 from stt_service.assets import MODELS, model_path
 from stt_service.options import (
     MAX_PROMPT_CHARS,
@@ -64,7 +63,8 @@ ProgressCallback = Callable[[int, int], None]
 MAX_CONTINUATIONS = 3
 #: Priority levels a continuation gets above its request: the request has waited its turn
 #: once, so the rest of its window goes ahead of newer arrivals instead of queueing a second
-#: time behind them.
+#: time behind them (it shortens the tail; figures: docs/benchmarks.md, "Figures behind
+#: defaults").
 CONTINUATION_PRIORITY_BOOST = 1
 
 
@@ -114,8 +114,8 @@ class ResolvedOptions:
 class Transcriber:
     """Loads the configured Whisper models and transcribes 16 kHz mono audio with them."""
 
-    def __init__(self, settings: SttSettings | None = None, *, model_dir: Path | None = None):
-        self.settings = settings or get_settings().stt
+    def __init__(self, settings: SttSettings, *, model_dir: Path | None = None):
+        self.settings = settings
         self._model_dir = model_dir
         names = list(dict.fromkeys([self.settings.default_model, *self.settings.models]))
         unknown = [name for name in names if name not in MODELS]
@@ -259,7 +259,7 @@ class Transcriber:
         priority: int = 1,
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> stt_pb2.TranscribeResponse:
+    ) -> Transcript:
         """Transcribes 16 kHz mono float32 audio of any length.
 
         ``priority``: batcher scale (0 low, 1 normal, 2 high); ``timeout_s``: the caller's
@@ -288,7 +288,7 @@ class Transcriber:
             await _cancel_unfinished(tasks)
         duration = len(samples) / SAMPLE_RATE
         ENGINE_AUDIO_SECONDS.labels(resolved.model.label).inc(duration)
-        return build_response(
+        return build_transcript(
             [piece for pieces in decoded for piece in pieces],
             model=resolved.model.name,
             duration_s=duration,

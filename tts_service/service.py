@@ -1,6 +1,7 @@
 """The text-to-speech service as the shared server hosts it (see speech_platform.service).
 
-The Jobs service reuses its ``synthesizer`` for bulk synthesis through
+The Jobs service reuses its ``synthesizer`` and cache ``door`` for bulk synthesis (so a
+job's texts land under the keys a later Synthesize looks up) through
 ``ServiceContext.services["tts"]``.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 import grpc
 
 from speech.v1 import tts_pb2_grpc
-from speech_platform.service import ServiceContext, SpeechService
+from speech_platform.cache import CacheDoor
+from speech_platform.service import ServiceContext
+from tts_service.convert import RESULT_CODEC
 from tts_service.engine import Engine, PreparedItem
 from tts_service.kokoro_engine import KokoroEngine
 from tts_service.piper_engine import PiperEngine
@@ -28,8 +31,9 @@ class TextToSpeechService:
             engines.append(PiperEngine(settings, ctx.settings.model_dir))
         if "kokoro" in settings.engines:
             engines.append(KokoroEngine(settings, ctx.settings.model_dir))
-        self.synthesizer = Synthesizer(settings, engines, ctx.cache)
-        self.servicer = TextToSpeechServicer(self.synthesizer)
+        self.synthesizer = Synthesizer(settings, engines)
+        self.door = CacheDoor(ctx.cache, "tts", RESULT_CODEC)
+        self.servicer = TextToSpeechServicer(self.synthesizer, self.door)
 
     def register(self, server: grpc.aio.Server) -> None:
         tts_pb2_grpc.add_TextToSpeechServicer_to_server(self.servicer, server)
@@ -41,5 +45,5 @@ class TextToSpeechService:
         await self.synthesizer.stop(grace_s)
 
 
-def build(ctx: ServiceContext) -> SpeechService:
+def build(ctx: ServiceContext) -> TextToSpeechService:
     return TextToSpeechService(ctx)

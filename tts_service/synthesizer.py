@@ -3,9 +3,11 @@
 ``Synthesizer.synthesize`` answers a whole request; ``Synthesizer.stream`` yields it sentence
 by sentence. Both validate, normalise and split the text, route to a voice, submit every
 sentence to the engine's batcher at once and fall back to the other engine when the chosen
-one is overloaded or failing. Both go through the response cache: unary responses with
-single-flight, streams as their list of chunks (looked up first, stored once complete, so a
-miss still streams live).
+one is overloaded or failing. Both take the service's cache door (speech_platform.cache.door)
+from the caller: each attempt (a voice; a fallback is another voice, so another key) looks
+its key up there, unary results with single-flight, streams as their list of chunks (looked
+up first, stored once complete, so a miss still streams live). The key is built here, in
+``synthesis_cache_key``, and nowhere else.
 
 Scheduling: each sentence's batcher priority is the request's level minus its position
 (capped), so the first sentence of a newly arrived request overtakes the later sentences of
@@ -17,31 +19,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from batcher import QueueFull
-from speech.v1 import tts_pb2
-from speech_platform.cache import ResponseCache, cache_key
+from speech_platform import priority
+from speech_platform.cache import CacheDoor, cache_key
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
 from speech_platform.metrics import TTS_TIME_TO_FIRST_AUDIO
 from tts_service.audio_encoding import (
     AudioPipeline,
-    Encoding,
     OutputFormat,
     encode_whole,
     resolve_output,
     validate_gain_db,
     validate_speaking_rate,
 )
+from tts_service.convert import CHUNK_CODEC, RESULT_CODEC
 from tts_service.engine import Engine, EngineError, PreparedItem
+from tts_service.results import (
+    PRIORITY_HIGH,
+    PRIORITY_LOW,
+    PRIORITY_NORMAL,
+    SynthesisChunk,
+    SynthesisRequest,
+    SynthesisResult,
+)
 from tts_service.routing import (
     ENGINE_ERROR,
     OVERLOADED,
@@ -66,64 +76,8 @@ SENTENCE_LEVELS = 4
 #: A request never puts more items than this in a queue (tiny sentences are joined).
 MAX_ITEMS_PER_REQUEST = 64
 
-PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH = 0, 1, 2
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class SynthesisRequest:
-    text: str
-    #: A voice name from the catalog; empty selects by tier.
-    voice: str = ""
-    #: speech.v1.VoiceTier value (0: STANDARD).
-    tier: int = 0
-    #: speech.v1.AudioEncoding value (0: WAV).
-    encoding: int = 0
-    sample_rate_hertz: int = 0
-    speaking_rate: float = 0.0
-    volume_gain_db: float = 0.0
-    disable_fallback: bool = False
-    #: PRIORITY_LOW, PRIORITY_NORMAL or PRIORITY_HIGH.
-    priority: int = PRIORITY_NORMAL
-    skip_cache: bool = False
-    #: Seconds the caller still waits; sentences not started by then are dropped.
-    timeout_s: float | None = None
-
-
-@dataclass(frozen=True)
-class SynthesisResult:
-    audio: bytes
-    encoding: Encoding
-    sample_rate: int
-    duration_s: float
-    engine: str
-    voice: str
-    cache_hit: bool = False
-    fallback: bool = False
-    fallback_reason: str = ""
-    #: The response-cache key this audio is stored under ("" when there is no cache), so
-    #: bulk jobs can report where each text went without rebuilding the key themselves.
-    cache_key: str = ""
-
-
-@dataclass(frozen=True)
-class SynthesisChunk:
-    """One piece of a streamed response: the encoded audio that ends sentence ``index``."""
-
-    audio: bytes
-    index: int
-    text: str
-    encoding: Encoding
-    sample_rate: int
-    #: Seconds of audio this chunk's sentence adds.
-    duration_s: float
-    engine: str
-    voice: str
-    cache_hit: bool = False
-    fallback: bool = False
-    fallback_reason: str = ""
-
+#: The door a caller without a cache goes through (every call computes).
+NO_CACHE: CacheDoor[SynthesisResult] = CacheDoor(None, "tts", RESULT_CODEC)
 
 @dataclass
 class _Plan:
@@ -171,15 +125,9 @@ class _Plan:
 class Synthesizer:
     """Serves synthesis over the loaded engines."""
 
-    def __init__(
-        self,
-        settings: TtsSettings,
-        engines: Sequence[Engine[PreparedItem]],
-        cache: ResponseCache | None = None,
-    ) -> None:
+    def __init__(self, settings: TtsSettings, engines: Sequence[Engine[PreparedItem]]) -> None:
         self.settings = settings
         self.engines = {engine.name: engine for engine in engines}
-        self.cache = cache
         self.catalog = VoiceCatalog([])
         self.router = Router(self.catalog, {})
 
@@ -205,50 +153,40 @@ class Synthesizer:
 
     # ------------------------------------------------------------------ unary
 
-    async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
+    async def synthesize(
+        self, request: SynthesisRequest, door: CacheDoor[SynthesisResult] = NO_CACHE
+    ) -> SynthesisResult:
         plan = self._plan(request)
         while True:
             try:
-                return await self._attempt(plan)
+                return await self._attempt(plan, door)
             except (QueueFull, EngineError) as error:
                 reason = OVERLOADED if isinstance(error, QueueFull) else ENGINE_ERROR
                 if not plan.switch_to_fallback(reason):
                     raise
 
-    async def _attempt(self, plan: _Plan) -> SynthesisResult:
+    async def _attempt(self, plan: _Plan, door: CacheDoor[SynthesisResult]) -> SynthesisResult:
         engine = self.engines[plan.voice.engine]
         output = plan.output()
 
-        async def compute() -> bytes:
+        async def compute() -> SynthesisResult:
             audio = await self._render(engine, plan)
             data, duration = await asyncio.to_thread(
                 encode_whole, audio, engine.sample_rate, output, plan.gain_db
             )
-            return tts_pb2.SynthesizeResponse(
+            return SynthesisResult(
                 audio=data,
-                encoding=int(output.encoding),  # type: ignore[arg-type]
-                sample_rate_hertz=output.sample_rate,
-                audio_duration_seconds=duration,
+                encoding=output.encoding,
+                sample_rate=output.sample_rate,
+                duration_s=duration,
                 engine=engine.name,
                 voice=plan.voice.name,
-            ).SerializeToString()
-
-        hit, key = False, ""
-        if self.cache is not None:
-            key = self._cache_key(engine, plan, output)
-            value, hit = await self.cache.get_or_compute(
-                "tts", key, compute, skip=plan.request.skip_cache
             )
-        else:
-            value = await compute()
-        stored = tts_pb2.SynthesizeResponse.FromString(value)
-        return SynthesisResult(
-            audio=stored.audio,
-            encoding=Encoding(stored.encoding),
-            sample_rate=stored.sample_rate_hertz,
-            duration_s=stored.audio_duration_seconds,
-            engine=stored.engine,
-            voice=stored.voice,
+
+        key = synthesis_cache_key(engine, plan, output) if door.enabled else ""
+        result, hit = await door.get_or_compute(key, compute, skip=plan.request.skip_cache)
+        return replace(
+            result,
             cache_hit=hit,
             fallback=bool(plan.fallback_reason),
             fallback_reason=plan.fallback_reason,
@@ -266,7 +204,9 @@ class Synthesizer:
 
     # ------------------------------------------------------------------ streaming
 
-    async def stream(self, request: SynthesisRequest) -> AsyncIterator[SynthesisChunk]:
+    async def stream(
+        self, request: SynthesisRequest, door: CacheDoor[SynthesisResult] = NO_CACHE
+    ) -> AsyncGenerator[SynthesisChunk, None]:
         """Chunks in sentence order, the first as soon as the first sentence is rendered.
 
         Every sentence is submitted at once. Fallback is possible until the first chunk is
@@ -279,49 +219,36 @@ class Synthesizer:
             output = plan.output()
             started = False
             try:
-                async with _closing(self._chunks(engine, plan, output)) as chunks:
-                    async for message, hit in chunks:
+                key = synthesis_cache_key(engine, plan, output, "stream") if door.enabled else ""
+                chunks = door.stream(
+                    key,
+                    functools.partial(self._render_stream, engine, plan, output),
+                    CHUNK_CODEC,
+                    skip=plan.request.skip_cache,
+                )
+                async with contextlib.aclosing(chunks):
+                    async for chunk, hit in chunks:
                         if not started:
                             started = True
                             TTS_TIME_TO_FIRST_AUDIO.labels(engine.name).observe(
                                 time.perf_counter() - arrived
                             )
-                        yield _chunk_from(message, hit, plan.fallback_reason)
+                        yield replace(
+                            chunk,
+                            cache_hit=hit,
+                            fallback=bool(plan.fallback_reason),
+                            fallback_reason=plan.fallback_reason,
+                        )
                 return
             except (QueueFull, EngineError) as error:
                 reason = OVERLOADED if isinstance(error, QueueFull) else ENGINE_ERROR
                 if started or not plan.switch_to_fallback(reason):
                     raise
 
-    def _chunks(
-        self, engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat
-    ) -> AsyncIterator[tuple[tts_pb2.StreamingSynthesizeResponse, bool]]:
-        """(message, cache hit) per sentence: replayed from the cache, or rendered live
-        (identical concurrent streams share one rendering) and stored once complete."""
-
-        async def produce() -> AsyncIterator[bytes]:
-            async for message in self._render_stream(engine, plan, output):
-                yield message.SerializeToString()
-
-        async def decoded() -> AsyncIterator[tuple[tts_pb2.StreamingSynthesizeResponse, bool]]:
-            if self.cache is None:
-                async with _closing(self._render_stream(engine, plan, output)) as live:
-                    async for message in live:
-                        yield message, False
-                return
-            key = self._cache_key(engine, plan, output, mode="stream")
-            stream = self.cache.get_or_compute_stream(
-                "tts", key, produce, skip=plan.request.skip_cache
-            )
-            async with _closing(stream) as chunks:
-                async for data, hit in chunks:
-                    yield tts_pb2.StreamingSynthesizeResponse.FromString(data), hit
-
-        return decoded()
-
     async def _render_stream(
         self, engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat
-    ) -> AsyncIterator[tts_pb2.StreamingSynthesizeResponse]:
+    ) -> AsyncGenerator[SynthesisChunk, None]:
+        """Renders the sentences live, one chunk each (the cache is the caller's door)."""
         items = await self._prepare(engine, plan)
         tasks = await self._submit_all(engine, plan, items)
         pipeline = AudioPipeline(engine.sample_rate, output, plan.gain_db, streaming=True)
@@ -331,13 +258,13 @@ class Synthesizer:
                 before = pipeline.samples
                 last = index == len(items) - 1
                 data = await asyncio.to_thread(_encode_piece, pipeline, audio, last)
-                yield tts_pb2.StreamingSynthesizeResponse(
+                yield SynthesisChunk(
                     audio=data,
-                    sentence_index=index,
+                    index=index,
                     text=item.sentence,
-                    encoding=int(output.encoding),  # type: ignore[arg-type]
-                    sample_rate_hertz=output.sample_rate,
-                    audio_duration_seconds=(pipeline.samples - before) / output.sample_rate,
+                    encoding=output.encoding,
+                    sample_rate=output.sample_rate,
+                    duration_s=(pipeline.samples - before) / output.sample_rate,
                     engine=engine.name,
                     voice=plan.voice.name,
                 )
@@ -358,7 +285,7 @@ class Synthesizer:
             )
         speaking_rate = validate_speaking_rate(request.speaking_rate)
         gain_db = validate_gain_db(request.volume_gain_db)
-        if request.priority not in (PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH):
+        if request.priority not in priority.LEVELS:
             raise InvalidArgument(f"priority {request.priority} is not a known priority")
         route = self.router.route(
             request.voice, request.tier, disable_fallback=request.disable_fallback
@@ -427,54 +354,27 @@ class Synthesizer:
             raise refused
         return tasks
 
-    def _cache_key(
-        self, engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat, mode: str = "unary"
-    ) -> str:
-        return cache_key(
-            "tts",
-            {
-                "mode": mode,
-                "engine": engine.name,
-                "voice": plan.voice.name,
-                "model": engine.model_version,
-                "text": plan.normalized,
-                "speaking_rate": plan.speaking_rate,
-                "volume_gain_db": plan.gain_db,
-                "encoding": output.encoding.name,
-                "sample_rate": output.sample_rate,
-                "pipeline": PIPELINE_VERSION,
-            },
-        )
 
-
-def _chunk_from(
-    message: tts_pb2.StreamingSynthesizeResponse, hit: bool, fallback_reason: str
-) -> SynthesisChunk:
-    return SynthesisChunk(
-        audio=message.audio,
-        index=message.sentence_index,
-        text=message.text,
-        encoding=Encoding(message.encoding),
-        sample_rate=message.sample_rate_hertz,
-        duration_s=message.audio_duration_seconds,
-        engine=message.engine,
-        voice=message.voice,
-        cache_hit=hit,
-        fallback=bool(fallback_reason),
-        fallback_reason=fallback_reason,
+def synthesis_cache_key(
+    engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat, mode: str = "unary"
+) -> str:
+    """The response-cache key of one attempt (a voice) at a request: the one place TTS
+    builds it. A stream ("stream") and a whole response ("unary") are stored apart."""
+    return cache_key(
+        "tts",
+        {
+            "mode": mode,
+            "engine": engine.name,
+            "voice": plan.voice.name,
+            "model": engine.model_version,
+            "text": plan.normalized,
+            "speaking_rate": plan.speaking_rate,
+            "volume_gain_db": plan.gain_db,
+            "encoding": output.encoding.name,
+            "sample_rate": output.sample_rate,
+            "pipeline": PIPELINE_VERSION,
+        },
     )
-
-
-@contextlib.asynccontextmanager
-async def _closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Closes an async generator even when its consumer stops early (the engines' queued
-    sentences are then withdrawn, and a shared stream loses one listener)."""
-    try:
-        yield iterator
-    finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
 
 
 def _encode_piece(pipeline: AudioPipeline, audio: np.ndarray, last: bool) -> bytes:
@@ -495,6 +395,7 @@ async def _cancel(tasks: Sequence[asyncio.Task[np.ndarray]]) -> None:
 
 
 __all__ = [
+    "NO_CACHE",
     "PRIORITY_HIGH",
     "PRIORITY_LOW",
     "PRIORITY_NORMAL",
@@ -502,4 +403,5 @@ __all__ = [
     "SynthesisRequest",
     "SynthesisResult",
     "Synthesizer",
+    "synthesis_cache_key",
 ]

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from speech_platform.bench.null_service import NullSpeechService
 from speech_platform.config import Settings, load_settings
 from speech_platform.logs import configure_logging
-from speech_platform.server import SpeechServer
+from speech_server.server import SpeechServer
 
 
 async def _until_signalled() -> None:

@@ -59,7 +59,7 @@ def speech_server_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("speech-server")
-    return [found] if found else python_module("speech_platform.cli")
+    return [found] if found else python_module("speech_server.cli")
 
 
 def read_kib(pid: int, field: str) -> int | None:

@@ -1,14 +1,20 @@
 """The response cache in front of the batchers (implementation: see the modules here).
 
-Servicers use exactly this surface:
+Services go through one door, ``CacheDoor`` (door.py), the same way for STT and TTS: a
+key (``cache_key`` over everything that changes the output), a compute function that
+returns the service's domain result, and a ``Codec`` that turns that result into the bytes
+stored and back:
 
-    key = cache_key("tts", {"engine": "piper", "voice": ..., "text": ..., ...})
-    value, hit = await cache.get_or_compute("tts", key, compute, skip=request.skip_cache)
+    door = CacheDoor(cache, "tts", RESULT_CODEC)  # cache may be None: then no caching
+    result, hit = await door.get_or_compute(key, compute, skip=request.skip_cache)
 
-``compute`` is an async callable returning the encoded response bytes; identical concurrent
-misses run it once (single-flight). A cache failure never fails the request.
+Identical concurrent misses run ``compute`` once (single-flight). A cache failure never
+fails the request. Below the door, the ResponseCache surface works on bytes:
 
-Streaming responses (e.g. StreamingSynthesize, one message per sentence):
+    value, hit = await cache.get_or_compute("tts", key, compute_bytes, skip=...)
+
+Streaming responses (e.g. StreamingSynthesize, one message per sentence; ``door.stream``
+does this with the codec):
 
     async for chunk, hit in cache.get_or_compute_stream("tts", key, produce, skip=...):
         yield Response.FromString(chunk)  # or however the chunk was encoded
@@ -21,23 +27,22 @@ hit replays the stored chunks; a miss streams ``produce`` live and stores the ch
 ``hit`` is true exactly when the bytes came from a cache tier (see tiered.py for what a
 request that joined an identical in-flight computation reports).
 
-Modules: memory (byte-bounded LRU), redis_store (+ breaker), singleflight, chunks, tiered
-(the composition), factory (``build_cache(CacheSettings)``), warm_cli (speech-cache-warm).
+Modules: base (``cache_key``, ``ResponseCache``), door (``CacheDoor``), memory (byte-bounded
+LRU), redis_store (+ breaker), singleflight, chunks, tiered (the composition), factory
+(``build_cache(CacheSettings)``). The ``speech-cache-warm`` command is
+speech_server.cache_warm_cli.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
-
+from speech_platform.cache.base import ResponseCache, cache_key
 from speech_platform.cache.chunks import CorruptChunks, decode_chunks, encode_chunks
-
-if TYPE_CHECKING:
-    from speech_platform.cache.factory import build_cache
+from speech_platform.cache.door import CacheDoor, Codec
+from speech_platform.cache.factory import build_cache
 
 __all__ = [
+    "CacheDoor",
+    "Codec",
     "CorruptChunks",
     "ResponseCache",
     "build_cache",
@@ -45,62 +50,3 @@ __all__ = [
     "decode_chunks",
     "encode_chunks",
 ]
-
-
-def cache_key(service: str, parts: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the canonical JSON of everything that changes the output.
-
-    >>> cache_key("tts", {"b": 1, "a": "x"}) == cache_key("tts", {"a": "x", "b": 1})
-    True
-    """
-    canonical = json.dumps(
-        {"service": service, **parts}, sort_keys=True, separators=(",", ":"), default=_bytes_digest
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _bytes_digest(value: Any) -> str:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return "sha256:" + hashlib.sha256(value).hexdigest()
-    raise TypeError(f"cannot put {type(value).__name__} in a cache key")
-
-
-class ResponseCache(Protocol):
-    async def get_or_compute(
-        self,
-        service: str,
-        key: str,
-        compute: Callable[[], Awaitable[bytes]],
-        *,
-        skip: bool = False,
-    ) -> tuple[bytes, bool]:
-        """(value, hit). With skip=True neither reads nor writes the cache."""
-        ...
-
-    def get_or_compute_stream(
-        self,
-        service: str,
-        key: str,
-        produce: Callable[[], AsyncIterator[bytes]],
-        *,
-        skip: bool = False,
-    ) -> AsyncIterator[tuple[bytes, bool]]:
-        """Yields (chunk, hit): a hit replays the cached chunks, a miss streams live."""
-        ...
-
-    async def get(self, service: str, key: str) -> bytes | None:
-        """The cached value or None; counted in the hit/miss metrics like a request."""
-        ...
-
-    async def put(self, service: str, key: str, value: bytes) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-def __getattr__(name: str) -> Any:
-    # build_cache is imported lazily: factory imports this module (for ResponseCache).
-    if name == "build_cache":
-        from speech_platform.cache.factory import build_cache
-
-        return build_cache
-    raise AttributeError(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from speech_platform.cache import ResponseCache
+from speech_platform.cache.base import ResponseCache
 from speech_platform.cache.breaker import CircuitBreaker
 from speech_platform.cache.memory import MemoryLRU
 from speech_platform.cache.tiered import TieredCache

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -98,9 +98,9 @@ class StreamFlight:
     async def stream(
         self,
         key: str,
-        produce: Callable[[], AsyncIterator[bytes]],
+        produce: Callable[[], AsyncGenerator[bytes, None]],
         on_complete: Callable[[list[bytes]], Awaitable[None]] | None = None,
-    ) -> AsyncIterator[tuple[bytes, bool]]:
+    ) -> AsyncGenerator[tuple[bytes, bool], None]:
         """Yields (chunk, joined). The first caller starts ``produce``; identical callers
         arriving while it runs replay its chunks and follow it. ``on_complete`` gets all
         chunks once ``produce`` ended without error (to store them); callers' streams end
@@ -134,7 +134,7 @@ class StreamFlight:
         self,
         key: str,
         flight: _Broadcast,
-        produce: Callable[[], AsyncIterator[bytes]],
+        produce: Callable[[], AsyncGenerator[bytes, None]],
         on_complete: Callable[[list[bytes]], Awaitable[None]] | None,
     ) -> None:
         try:

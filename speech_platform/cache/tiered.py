@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from batcher import DeadlineExpired, RequestCancelled
 from speech_platform import metrics
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 #: Failures that belong to the caller whose closure ran (its deadline, its cancellation),
 #: not to the request: a caller that joined that flight retries with its own compute.
@@ -107,10 +106,10 @@ class TieredCache:
         self,
         service: str,
         key: str,
-        produce: Callable[[], AsyncIterator[bytes]],
+        produce: Callable[[], AsyncGenerator[bytes, None]],
         *,
         skip: bool = False,
-    ) -> AsyncIterator[tuple[bytes, bool]]:
+    ) -> AsyncGenerator[tuple[bytes, bool], None]:
         """Yields (chunk, hit). A hit replays the chunks stored for the key; a miss streams
         ``produce`` live (identical concurrent streams in this process share one run) and
         stores the whole chunk list once it finished without error.
@@ -119,7 +118,7 @@ class TieredCache:
         stream keeps its time to first audio, which waiting for the whole result would lose.
         """
         if skip:
-            async with _closing(produce()) as chunks:
+            async with contextlib.aclosing(produce()) as chunks:
                 async for chunk in chunks:
                     yield chunk, False
             return
@@ -141,7 +140,7 @@ class TieredCache:
             await self.put(service, key, encode_chunks(chunks))
 
         first = True
-        async with _closing(self._streams.stream(key, produce, store)) as live:
+        async with contextlib.aclosing(self._streams.stream(key, produce, store)) as live:
             async for chunk, joined in live:
                 if first and joined:
                     metrics.CACHE_SINGLEFLIGHT_JOINS.labels(service, "local").inc()
@@ -243,15 +242,3 @@ class TieredCache:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-@contextlib.asynccontextmanager
-async def _closing(iterator: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Closes an async generator when the consumer stops early (any async iterator works;
-    only generators have aclose)."""
-    try:
-        yield iterator
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await aclose()

@@ -26,7 +26,7 @@ def _engine(gate: threading.Event, order: list[str]):
 
 async def _order_of(submissions: list[tuple[str, str | None]]) -> list[str]:
     """The order in which one busy instance serves ``(item, caller)`` submitted at once."""
-    gate, order = threading.Event(), []
+    gate, order = threading.Event(), list[str]()
     batcher: Batcher[str, str] = Batcher(
         _engine(gate, order), BatchPolicy(max_batch_size=1, max_queue_delay_s=0)
     )

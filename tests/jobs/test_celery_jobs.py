@@ -17,10 +17,10 @@ import redis
 from celery import Celery
 
 from speech.v1 import jobs_pb2, jobs_pb2_grpc, tts_pb2, tts_pb2_grpc
+from speech_jobs.celery_app import TASK_NAMES, make_celery_app
+from speech_jobs.records import JobKind, JobRecord, JobState
+from speech_jobs.redis_store import RedisJobStore
 from speech_platform.config import Settings
-from speech_platform.jobs.celery_app import TASK_NAMES, make_celery_app
-from speech_platform.jobs.records import JobKind, JobRecord, JobState
-from speech_platform.jobs.redis_store import RedisJobStore
 from tests.jobs.conftest import (
     FAST_CONFIG,
     TIME_STEP_S,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from speech.v1 import jobs_pb2
+from speech_jobs.records import JobKind, JobRecord, JobState
+from speech_jobs.runner import MAX_ATTEMPTS, JobEngines, JobRunner, RunOutcome
+from speech_jobs.store import MemoryJobStore
 from speech_platform.config import JobsSettings
-from speech_platform.jobs.records import JobKind, JobRecord, JobState
-from speech_platform.jobs.runner import MAX_ATTEMPTS, JobEngines, JobRunner, RunOutcome
-from speech_platform.jobs.store import MemoryJobStore
 
 
 async def queued(store: MemoryJobStore, job_id: str, kind: JobKind, spec: bytes) -> None:

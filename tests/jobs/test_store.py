@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from speech_platform.jobs.records import JobKind, JobRecord, JobState
-from speech_platform.jobs.redis_store import RedisJobStore
-from speech_platform.jobs.store import JobStore, MemoryJobStore, StartDecision
+from speech_jobs.records import JobKind, JobRecord, JobState
+from speech_jobs.redis_store import RedisJobStore
+from speech_jobs.store import JobStore, MemoryJobStore, StartDecision
 
 
 def must(record: JobRecord | None) -> JobRecord:

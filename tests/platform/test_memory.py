@@ -18,7 +18,7 @@ def test_a_tts_server_without_redis_loads_neither_redis_nor_pyav() -> None:
         "import sys\n"
         "from speech_platform.cache.factory import build_cache\n"
         "from speech_platform.config import CacheSettings\n"
-        "import speech_platform.server, tts_service.service, tts_service.synthesizer\n"
+        "import speech_server.server, tts_service.service, tts_service.synthesizer\n"
         "from tts_service.audio_encoding import AudioPipeline, Encoding, resolve_output\n"
         "assert build_cache(CacheSettings(backend='memory')) is not None\n"
         "wav = resolve_output(Encoding.WAV, 0, 22050)\n"

@@ -28,7 +28,7 @@ async def server():
     settings.stt.max_audio_seconds = MAX_AUDIO_S
     # Spelled out: the batching test reasons about two instances, batches of up to four
     # (see SttBatcherSettings for the defaults). The deadline case lives in
-    # tests/platform/test_runtime.py.
+    # tests/server/test_runtime.py.
     settings.stt.instances = 2
     settings.stt.cpu_threads = 1
     settings.stt.batcher.max_batch_size = 4

@@ -20,8 +20,8 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from speech_platform.config import ServiceName, Settings, load_settings
-from speech_platform.server import SpeechServer
 from speech_platform.service import SpeechService
+from speech_server.server import SpeechServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

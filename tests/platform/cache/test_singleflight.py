@@ -1,0 +1,178 @@
+"""Single-flight: identical concurrent misses compute once in a process, and across replicas
+one computes while the others wait for its result (or stop waiting when it dies)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import redis
+
+from speech_platform.cache import build_cache, cache_key
+from speech_platform.config import CacheSettings
+from speech_platform.errors import InvalidArgument
+from tests.platform.cache.helpers import HashingCompute, metric, replica, wait_until
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def joins(service: str, scope: str) -> float:
+    return metric("speech_cache_singleflight_joins_total", service=service, scope=scope)
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis", "tiered"])
+async def test_fifty_identical_misses_compute_once(
+    backend: str, redis_url: str, redis_key_prefix: str
+) -> None:
+    service = f"sf-50-{backend}"
+    cache = build_cache(
+        CacheSettings(backend=backend, redis_url=redis_url, key_prefix=redis_key_prefix)
+    )
+    assert cache is not None
+    compute = HashingCompute(b"Describe a conflict you resolved.", size=64_000, rounds=20_000)
+    key = cache_key(service, {"text": "Describe a conflict you resolved."})
+    joins_before = joins(service, "local")
+    misses_before = metric("speech_cache_misses_total", service=service)
+
+    results = await asyncio.gather(
+        *(cache.get_or_compute(service, key, compute) for _ in range(50))
+    )
+
+    assert compute.calls == 1
+    assert {value for value, _ in results} == {compute.expected()}
+    assert [hit for _, hit in results] == [False] * 50  # nobody read it from a cache
+    assert joins(service, "local") - joins_before == 49
+    assert metric("speech_cache_misses_total", service=service) - misses_before == 50
+    await cache.close()
+
+
+async def test_second_replica_waits_for_the_first_ones_result(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    service = "sf-replicas"
+    pod_a = replica(redis_url, redis_key_prefix, memory_bytes=1 << 20)
+    pod_b = replica(redis_url, redis_key_prefix, memory_bytes=1 << 20)
+    client = redis.Redis.from_url(redis_url)
+    key = cache_key(service, {"text": "Where do you see yourself in five years?"})
+    engine_a = HashingCompute(b"five years")
+    engine_b = HashingCompute(b"five years")
+    engine_a.release = asyncio.Event()
+    remote_before = joins(service, "remote")
+
+    on_a = asyncio.ensure_future(pod_a.get_or_compute(service, key, engine_a))
+    await asyncio.wait_for(engine_a.started.wait(), 10)  # A holds the lock, computing
+    on_b = asyncio.ensure_future(pod_b.get_or_compute(service, key, engine_b))
+    await wait_until(
+        lambda: client.get(redis_key_prefix + key + ":waiters") == b"1", 10, "B to wait"
+    )
+    assert not on_b.done()
+    engine_a.release.set()
+
+    value_a, hit_a = await on_a
+    value_b, hit_b = await asyncio.wait_for(on_b, 10)
+    assert (hit_a, hit_b) == (False, True)
+    assert value_b == value_a == engine_a.expected()
+    assert engine_b.calls == 0
+    assert joins(service, "remote") - remote_before == 1
+    assert client.keys(redis_key_prefix + "*") == [(redis_key_prefix + key).encode()]
+    client.close()
+    await pod_a.close()
+    await pod_b.close()
+
+
+HOLDER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from speech_platform.cache import build_cache
+    from speech_platform.config import CacheSettings
+
+    async def main():
+        cache = build_cache(CacheSettings(backend="redis", redis_url=sys.argv[1],
+                                          key_prefix=sys.argv[2], lock_ttl_s=60))
+        async def engine():
+            print("computing", flush=True)
+            await asyncio.Event().wait()  # until SIGKILL
+        await cache.get_or_compute("sf-holder", sys.argv[3], engine)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_waiter_computes_itself_when_the_lock_holder_dies(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    service = "sf-holder"
+    key = cache_key(service, {"text": "Who dies?"})
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, redis_url, redis_key_prefix, key,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(holder.stdout.readline(), 60)
+        assert line.strip() == b"computing"
+        assert client.exists(redis_key_prefix + key + ":lock")
+        holder.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(holder.wait(), 10)
+
+        survivor = replica(redis_url, redis_key_prefix, lock_wait_s=1.0)
+        engine = HashingCompute(b"Who dies?")
+        value, hit = await asyncio.wait_for(survivor.get_or_compute(service, key, engine), 30)
+        assert (value, hit) == (engine.expected(), False)
+        assert engine.calls == 1
+        # it did enrol as a waiter (nobody completed, so the count is still there) ...
+        assert client.get(redis_key_prefix + key + ":waiters") == b"1"
+        # ... and what it computed is shared from now on, though the dead lock lingers
+        assert client.get(redis_key_prefix + key) == value
+        assert client.exists(redis_key_prefix + key + ":lock")
+        await survivor.close()
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await asyncio.wait_for(holder.wait(), 10)
+        client.close()
+
+
+@pytest.mark.parametrize("failure", ["error", "too_large"])
+async def test_waiters_wake_at_once_when_the_holder_has_nothing_to_share(
+    failure: str, redis_url: str, redis_key_prefix: str
+) -> None:
+    """The holder's failure (or an uncacheable value) wakes the waiters now, instead of
+    after lock_wait_s: with a 60 s wait, finishing within 20 s proves the wake-up."""
+    service = "sf-nothing"
+    pod_a = replica(redis_url, redis_key_prefix, lock_wait_s=60.0, max_value_bytes=1000)
+    pod_b = replica(redis_url, redis_key_prefix, lock_wait_s=60.0, max_value_bytes=1000)
+    client = redis.Redis.from_url(redis_url)
+    key = cache_key(service, {"text": failure})
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def holder_engine() -> bytes:
+        started.set()
+        await release.wait()
+        if failure == "error":
+            raise InvalidArgument("unsupported voice for this replica")
+        return bytes(5000)
+
+    engine_b = HashingCompute(b"b", size=100)
+    on_a = asyncio.ensure_future(pod_a.get_or_compute(service, key, holder_engine))
+    await asyncio.wait_for(started.wait(), 10)
+    on_b = asyncio.ensure_future(pod_b.get_or_compute(service, key, engine_b))
+    await wait_until(
+        lambda: client.get(redis_key_prefix + key + ":waiters") == b"1", 10, "B to wait"
+    )
+    release.set()
+    outcome_a = await asyncio.gather(on_a, return_exceptions=True)
+    assert (await asyncio.wait_for(on_b, 20)) == (engine_b.expected(), False)
+    assert engine_b.calls == 1
+    if failure == "error":
+        assert isinstance(outcome_a[0], InvalidArgument)
+    client.close()
+    await pod_a.close()
+    await pod_b.close()
