@@ -28,8 +28,9 @@ What it guarantees, and where it goes past its peers:
 * Deadlines and cancellation: a request whose deadline passes, or whose caller goes away,
   while it waits is removed at once and never computed.
 * ``max_queue_size`` is exact: the request that would exceed it gets QueueFull.
-* Priorities with aging: higher ``priority`` goes first, and every ``priority_aging_s`` of
-  waiting adds a level, so low priority cannot starve. FIFO within a level.
+* Priorities with aging: higher ``priority`` goes first, and every whole
+  ``priority_aging_s`` of waiting adds a level, so low priority cannot starve. FIFO within
+  a level.
 * Fair queuing between callers (``caller=``): a request is ordered by the time it would
   start if every caller had an equal share of the instances (a virtual clock per caller,
   advanced by the compute it queued, at the learnt rate), so one caller's flood waits
@@ -47,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -415,10 +417,16 @@ class Batcher(Generic[In, Out]):
         if len(levels) == 1 and not self._callers_seen:
             return iter(list(levels[0]))
         aging = self.policy.priority_aging_s
+        # The level a request has reached (its priority plus a level per priority_aging_s
+        # waited, by the clock), then its fair start among callers, then arrival.
         return iter(
             sorted(
                 itertools.chain.from_iterable(levels),
-                key=lambda r: (-(r.priority + (now - r.fair_at) / aging), r.seq),
+                key=lambda r: (
+                    -math.floor(r.priority + (now - r.enqueued_at) / aging + 1e-9),
+                    r.fair_at,
+                    r.seq,
+                ),
             )
         )
 

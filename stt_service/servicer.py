@@ -21,6 +21,7 @@ import grpc
 
 from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc
 from speech_platform.cache import CacheDoor, cache_key
+from speech_platform.callers import caller_of
 from speech_platform.config import SttSettings
 from speech_platform.errors import Unavailable
 from stt_service.assembly import TRANSCRIPT_CODEC, Transcript, to_proto
@@ -62,7 +63,12 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
             audio_channel_count=config.audio_channel_count,
         )
 
+        caller = caller_of(context)
+
         async def compute() -> Transcript:
+            # Refused here, before any decoding, if even the shortest window would finish
+            # after the deadline (a cache hit never gets this far).
+            self._transcriber.check_admission(resolved, priority, context.time_remaining())
             decoded = await asyncio.to_thread(
                 decode_audio,
                 request.audio,
@@ -72,7 +78,11 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                 max_seconds=self._settings.max_audio_seconds,
             )
             return await self._transcriber.transcribe(
-                decoded.samples, resolved, priority=priority, timeout_s=context.time_remaining()
+                decoded.samples,
+                resolved,
+                priority=priority,
+                timeout_s=context.time_remaining(),
+                caller=caller,
             )
 
         key = _cache_key(request, resolved) if self._door.enabled else ""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 import ctranslate2
 import numpy as np
 
-from batcher import Batcher, BatchFunction, RecordingObserver
+from batcher import Batcher, BatchFunction, Overloaded, RecordingObserver
 from speech_platform.batching import make_batcher
 from speech_platform.config import SttSettings
 from speech_platform.errors import InvalidArgument, NotFound
@@ -251,6 +251,24 @@ class Transcriber:
             ),
         )
 
+    def check_admission(
+        self, resolved: ResolvedOptions, priority: int, timeout_s: float | None
+    ) -> None:
+        """Raises Overloaded (before any decoding) when even a window of the shortest
+        encoder length would finish after ``timeout_s`` (see batcher.admission)."""
+        model = resolved.model
+        if timeout_s is None or not model.batcher.policy.admission:
+            return
+        shortest = model.frames_for(1) / MEL_FRAMES_PER_SECOND
+        finish = model.batcher.estimated_finish_s(shortest, priority)
+        if finish is not None and finish > timeout_s:
+            model.batcher.observer.rejected("admission")
+            raise Overloaded(
+                f"{model.label}: estimated to finish in {finish:.1f} s, after its deadline "
+                f"({timeout_s:.1f} s); retry later or on another replica",
+                retry_after_s=min(max(finish - timeout_s, 0.1), 60.0),
+            )
+
     async def transcribe(
         self,
         samples: np.ndarray,
@@ -259,11 +277,13 @@ class Transcriber:
         priority: int = 1,
         timeout_s: float | None = None,
         on_progress: ProgressCallback | None = None,
+        caller: Hashable | None = None,
     ) -> Transcript:
         """Transcribes 16 kHz mono float32 audio of any length.
 
         ``priority``: batcher scale (0 low, 1 normal, 2 high); ``timeout_s``: the caller's
-        remaining deadline, after which windows still waiting are dropped (DeadlineExpired).
+        remaining deadline, after which windows still waiting are dropped (DeadlineExpired);
+        ``caller``: who asks, for fair queuing between callers.
         Silent audio is not decoded (silence gives an empty text). When Whisper leaves a
         window's last segment open, the rest of that window is decoded too (on_progress's
         total then grows by one).
@@ -278,7 +298,9 @@ class Transcriber:
         progress = _Progress(len(spoken), on_progress)
         tasks = [
             asyncio.ensure_future(
-                self._decode_to_the_end(samples, window, resolved, priority, deadline, progress)
+                self._decode_to_the_end(
+                    samples, window, resolved, priority, deadline, progress, caller
+                )
             )
             for window in spoken
         ]
@@ -303,6 +325,7 @@ class Transcriber:
         priority: int,
         deadline: float | None,
         progress: _Progress,
+        caller: Hashable | None = None,
     ) -> list[tuple[Window, WindowResult]]:
         """Decodes a window, then the rest of it while Whisper leaves its last segment open.
 
@@ -315,7 +338,7 @@ class Transcriber:
         for attempt in range(MAX_CONTINUATIONS + 1):
             level = priority + (CONTINUATION_PRIORITY_BOOST if attempt else 0)
             result = await self._submit(
-                resolved, current.take(samples), level, deadline, options=options
+                resolved, current.take(samples), level, deadline, options=options, caller=caller
             )
             pieces.append((current, result))
             if result.resume_at is None or attempt == MAX_CONTINUATIONS:
@@ -344,6 +367,7 @@ class Transcriber:
         deadline: float | None,
         *,
         options: DecodeOptions | None = None,
+        caller: Hashable | None = None,
     ) -> WindowResult:
         return await resolved.model.batcher.submit(
             WindowItem(window, options or resolved.decode),
@@ -351,6 +375,7 @@ class Transcriber:
             cost=resolved.model.frames_for(len(window)) / MEL_FRAMES_PER_SECOND,
             priority=priority,
             timeout_s=None if deadline is None else deadline - time.monotonic(),
+            caller=caller,
         )
 
     async def decode_windows(

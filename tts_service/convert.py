@@ -19,6 +19,7 @@ _UNKNOWN_PRIORITY = "priority {value} is not a known Priority value"
 def to_synthesis_request(
     message: tts_pb2.SynthesizeRequest | tts_pb2.StreamingSynthesizeRequest,
     timeout_s: float | None,
+    caller: str | None = None,
 ) -> SynthesisRequest:
     return synthesis_request(
         message.text,
@@ -29,6 +30,7 @@ def to_synthesis_request(
         priority=from_proto(int(message.priority), _UNKNOWN_PRIORITY),
         skip_cache=message.skip_cache,
         timeout_s=timeout_s,
+        caller=caller,
     )
 
 
@@ -42,6 +44,7 @@ def synthesis_request(
     priority: int = NORMAL,
     skip_cache: bool = False,
     timeout_s: float | None = None,
+    caller: str | None = None,
 ) -> SynthesisRequest:
     """A SynthesisRequest for one text with a speech.v1 AudioConfig (a Synthesize call's, or
     a bulk-synthesis job's for each of its texts)."""
@@ -57,6 +60,7 @@ def synthesis_request(
         priority=priority,
         skip_cache=skip_cache,
         timeout_s=timeout_s,
+        caller=caller,
     )
 
 

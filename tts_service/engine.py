@@ -135,11 +135,18 @@ class Engine(abc.ABC, Generic[Prepared]):
         return batcher.pending + items <= batcher.policy.max_queue_size
 
     async def render(
-        self, item: Prepared, *, priority: int = 0, timeout_s: float | None = None
+        self,
+        item: Prepared,
+        *,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        caller: str | None = None,
     ) -> np.ndarray:
-        """The item's audio: float32 mono at ``sample_rate``."""
+        """The item's audio: float32 mono at ``sample_rate``; ``caller`` for fair queuing."""
         batcher = self._require_batcher()
-        return await batcher.submit(item, cost=item.cost, priority=priority, timeout_s=timeout_s)
+        return await batcher.submit(
+            item, cost=item.cost, priority=priority, timeout_s=timeout_s, caller=caller
+        )
 
     def _require_batcher(self) -> Batcher[Prepared, np.ndarray]:
         if self._batcher is None:

@@ -33,6 +33,8 @@ class SynthesisRequest:
     skip_cache: bool = False
     #: Seconds the caller still waits; sentences not started by then are dropped.
     timeout_s: float | None = None
+    #: Who asks (speech_platform.callers), for fair queuing; never part of a cache key.
+    caller: str | None = None
 
 
 @dataclass(frozen=True)

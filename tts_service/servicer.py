@@ -12,6 +12,7 @@ import grpc
 
 from speech.v1 import tts_pb2, tts_pb2_grpc
 from speech_platform.cache import CacheDoor
+from speech_platform.callers import caller_of
 from tts_service.convert import chunk_to_proto, result_to_proto, to_synthesis_request
 from tts_service.results import SynthesisResult
 from tts_service.synthesizer import NO_CACHE, Synthesizer
@@ -27,13 +28,13 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
     async def Synthesize(
         self, request: tts_pb2.SynthesizeRequest, context: grpc.aio.ServicerContext
     ) -> tts_pb2.SynthesizeResponse:
-        wanted = to_synthesis_request(request, context.time_remaining())
+        wanted = to_synthesis_request(request, context.time_remaining(), caller_of(context))
         return result_to_proto(await self.synthesizer.synthesize(wanted, self.door))
 
     async def StreamingSynthesize(
         self, request: tts_pb2.StreamingSynthesizeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tts_pb2.StreamingSynthesizeResponse]:
-        wanted = to_synthesis_request(request, context.time_remaining())
+        wanted = to_synthesis_request(request, context.time_remaining(), caller_of(context))
         async for chunk in self.synthesizer.stream(wanted, self.door):
             yield chunk_to_proto(chunk)
 

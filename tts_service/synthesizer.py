@@ -340,6 +340,7 @@ class Synthesizer:
                     item,
                     priority=level - min(index, SENTENCE_LEVELS - 1),
                     timeout_s=plan.remaining_s(),
+                    caller=plan.request.caller,
                 )
             )
             for index, item in enumerate(items)

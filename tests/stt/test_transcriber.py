@@ -157,11 +157,13 @@ async def test_the_rest_of_a_window_goes_ahead_with_the_text_so_far(transcriber,
     first_piece: list[int] = []
     real_submit = transcriber._submit
 
-    async def recording_submit(resolved, window, priority, deadline, *, options=None):
+    async def recording_submit(resolved, window, priority, deadline, *, options=None, caller=None):
         submitted.append(
             (len(window) / 16000, priority, (options or resolved.decode).initial_prompt)
         )
-        result = await real_submit(resolved, window, priority, deadline, options=options)
+        result = await real_submit(
+            resolved, window, priority, deadline, options=options, caller=caller
+        )
         if len(submitted) == 1:  # as if Whisper had left a segment open at resume_at
             kept = tuple(s for s in result.segments if s.end <= resume_at) or result.segments[:1]
             first_piece.append(len(kept))
