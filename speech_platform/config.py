@@ -50,7 +50,7 @@ class BatcherSettings(BaseModel):
 
 class SttBatcherSettings(BatcherSettings):
     """Whisper windows; queues are deep (long audio). CPU defaults, from measurement
-    (``python -m stt_service.measure``, 2 cores, int8): a batched window costs the same CPU
+    (``python -m tools.measure.stt``, 2 cores, int8): a batched window costs the same CPU
     time as one alone (the encoder is compute bound; the batched decoder saved <= 3 %),
     while a batch of 8 finished 16 concurrent requests later (p50 12.9 s vs 7.5 s) and held
     230 MB more. So one window per call, no waiting; throughput comes from instances. On a
