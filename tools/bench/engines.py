@@ -122,10 +122,10 @@ class KokoroFiles:
 def kokoro_files() -> KokoroFiles:
     """The int8 ONNX graph and the English voices (.npz) the TTS assets step assembled."""
     from speech_platform.config import get_settings
-    from tts_service.assets import ensure_kokoro
+    from tts_service.assets import kokoro_assets
 
     settings = get_settings()
-    assets = ensure_kokoro(settings.model_dir)
+    assets = kokoro_assets(settings.model_dir)
     return KokoroFiles(
         Path(assets.model_path), Path(assets.voices_path), settings.tts.default_kokoro_voice
     )

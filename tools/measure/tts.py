@@ -136,7 +136,7 @@ def _run_baseline(engine: str, clients: int) -> dict[str, Any]:
     import numpy as np
 
     from speech_platform.config import load_settings
-    from tts_service.assets import ensure_kokoro
+    from tts_service.assets import kokoro_assets
 
     started = time.perf_counter()
     if engine == "piper":
@@ -152,7 +152,7 @@ def _run_baseline(engine: str, clients: int) -> dict[str, Any]:
         from kokoro_onnx import Kokoro
 
         settings = load_settings()
-        files = ensure_kokoro(settings.model_dir)
+        files = kokoro_assets(settings.model_dir)
         kokoro = Kokoro(str(files.model_path), str(files.voices_path))
         name = settings.tts.default_kokoro_voice
 
