@@ -1,7 +1,8 @@
 """``python -m tools.bench``: benchmark the speech platform on this machine.
 
-    python -m tools.bench                          # the full run (about 12 minutes on 2 cores)
+    python -m tools.bench                          # the full run (about 20-25 minutes on 2 cores)
     python -m tools.bench --scenarios null,stt --baselines naive --concurrency 1,16
+    python -m tools.bench --scenario stt-short --baselines plain,naive    # one STT workload
     python -m tools.bench --target 127.0.0.1:50051 --scenarios stt     # drive a running server
     python -m tools.bench tune --engine stt   # sweep configs, write .venv/share/speech-tuned.yaml
     python -m tools.bench report bench-results/NAME.json               # redraw plots, print tables
@@ -98,10 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     run = commands.add_parser("run", help="measure scenarios and baselines (the default)")
-    run.add_argument("--scenarios", type=_csv(SCENARIOS), default=list(SCENARIOS),
-                     help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)")
+    run.add_argument("--scenarios", "--scenario", type=_csv(SCENARIOS), default=list(SCENARIOS),
+                     help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all). STT "
+                          "workloads: stt (LibriVox mix, 3-30 s), stt-short (distinct 1-10 s "
+                          "clips), stt-same (32 clients send one 3.5 s command), stt-repeat "
+                          "(recurring commands), stt-long (30 s conversations)")
     run.add_argument("--baselines", type=_csv(BASELINES), default=list(BASELINES),
-                     help="comma-separated, from naive, ceiling, ray, or 'none' (default: all)")
+                     help="comma-separated, from naive, plain (the plain faster-whisper server, "
+                          "STT only), ceiling, ray, or 'none' (default: all)")
     run.add_argument("--target", type=loopback_target,
                      help="drive this running server (host:port on loopback) instead of "
                           "starting one")
@@ -213,6 +218,7 @@ def run_command(args: argparse.Namespace) -> int:
         bar.close()
     doc["duration_s"] = round(time.perf_counter() - started, 1)
     doc["targets"] = report.evaluate_targets(doc)
+    doc["correctness"] = report.correctness(doc)
     doc["capacity"] = report.capacity(doc)
     doc["plots"] = report.write_plots(doc, args.out, name)
     _write_json(json_path, doc)
@@ -264,6 +270,7 @@ def tune_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     doc = json.loads(args.results.read_text())
     doc["targets"] = report.evaluate_targets(doc)
+    doc["correctness"] = report.correctness(doc)
     doc["plots"] = report.write_plots(doc, args.results.parent, args.results.stem)
     print(report.markdown(doc))
     return 0

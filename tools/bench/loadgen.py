@@ -288,3 +288,25 @@ async def sequential_calls(
                 break
         result.window_s = loop.time() - started
         return first, result
+
+
+async def served_alone(
+    target: Target, requests: Sequence[Request], *, timeout_s: float = 300.0
+) -> dict[bytes, str | None]:
+    """Each distinct request sent once with nothing else in flight: payload -> transcript
+    (None when the call failed). The reference for the isolation count."""
+    parser = PARSERS[target.method]
+    metadata = target.metadata or None
+    texts: dict[bytes, str | None] = {}
+    async with grpc.aio.insecure_channel(target.address, options=_CHANNEL_OPTIONS) as channel:
+        call = channel.unary_unary(target.method)
+        await asyncio.wait_for(channel.channel_ready(), timeout=30)
+        for request in requests:
+            if request.payload in texts:
+                continue
+            try:
+                data = await call(request.payload, timeout=timeout_s, metadata=metadata)
+                texts[request.payload] = parser(data).text
+            except grpc.aio.AioRpcError:
+                texts[request.payload] = None
+    return texts

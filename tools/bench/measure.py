@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tools.bench.loadgen import LoadResult, LoadSpec, Target, run_load
+from tools.bench.loadgen import LoadResult, LoadSpec, Target, run_load, served_alone
 from tools.bench.procs import ForeignCpu, await_quiet
 from tools.bench.prom import BatcherProbe
-from tools.bench.stats import LatencySummary, corpus_wer
+from tools.bench.stats import LatencySummary, corpus_wer, count_isolation
 from tools.bench.workload import Request
 
 
@@ -103,9 +103,11 @@ def summarise(
     output_audio: bool,
     server_cpu_s: float | None = None,
     batcher: dict[str, Any] | None = None,
+    alone: dict[bytes, str | None] | None = None,
 ) -> dict[str, Any]:
     """The figures of one level. ``output_audio``: audio seconds are what the server made
-    (TTS), otherwise what it was sent (STT)."""
+    (TTS), otherwise what it was sent (STT). ``alone``: each request's transcript served
+    alone by the same system, for the isolation count (STT)."""
     ok = result.ok
     window = result.window_s or float("nan")
     if output_audio:
@@ -117,6 +119,13 @@ def summarise(
         for r in ok
         if r.request.reference is not None and r.answer is not None and r.answer.text is not None
     ]
+    isolation = None
+    if alone is not None:
+        isolation = count_isolation(
+            ((r.request.payload, r.request.label, r.answer.text) for r in ok
+             if r.answer is not None),
+            alone,
+        ).as_dict()
     return {
         "concurrency": result.concurrency,
         "window_s": round(result.window_s, 3),
@@ -129,6 +138,8 @@ def summarise(
         "audio_s_per_s": audio / window if ok else 0.0,
         "latency": LatencySummary.of([r.latency_s for r in ok]).as_dict(),
         "wer": corpus_wer(pairs) if pairs else None,
+        #: Transcripts under this load that differ from the same request served alone.
+        "isolation": isolation,
         "cache_hits": sum(1 for r in ok if r.answer is not None and r.answer.cache_hit),
         "server_cpu_s": server_cpu_s,
         "server_cpu_ms_per_request": (
@@ -153,9 +164,16 @@ def measure_levels(
     progress: Progress,
     label: str,
     await_quiet_s: float = 0.0,
+    isolation: bool = False,
 ) -> list[dict[str, Any]]:
     """Measures each concurrency level in turn against one running server; with
-    ``await_quiet_s``, first waits (that long at most) for the machine to be quiet."""
+    ``await_quiet_s``, first waits (that long at most) for the machine to be quiet. With
+    ``isolation``, every distinct request is first served alone (one at a time), and each
+    level counts the transcripts that differ from those."""
+    alone: dict[bytes, str | None] | None = None
+    if isolation:
+        progress.step(f"{label} alone")
+        alone = asyncio.run(served_alone(target, requests))
     summaries = []
     for concurrency in levels:
         progress.step(f"{label} c={concurrency}")
@@ -184,7 +202,8 @@ def measure_levels(
         batcher = batchers[0] if batchers else None
         start, end = cpu.get("start"), cpu.get("end")
         cpu_s = end - start if start is not None and end is not None else None
-        summary = summarise(result, output_audio=output_audio, server_cpu_s=cpu_s, batcher=batcher)
+        summary = summarise(result, output_audio=output_audio, server_cpu_s=cpu_s, batcher=batcher,
+                            alone=alone)
         summary["foreign_cpu_cores"] = (
             round(foreign[-1], 2) if len(foreign) > 1 and isinstance(foreign[-1], float) else None
         )

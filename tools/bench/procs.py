@@ -319,6 +319,13 @@ def naive_server(engine: str, log_dir: Path) -> ServerProcess:
     return ServerProcess(f"naive-{engine}", argv, log_dir, port=port)
 
 
+def plain_server(log_dir: Path) -> ServerProcess:
+    """The plain STT server a user would write (see bench.plain_server)."""
+    port = free_port()
+    argv = [*python_module("tools.bench.plain_server"), "--port", str(port)]
+    return ServerProcess("plain-stt", argv, log_dir, port=port)
+
+
 def ray_server(log_dir: Path) -> ServerProcess:
     """The Ray Serve baseline (see bench.ray_baseline); configured through stdin lines."""
     port, http_port = free_port(), free_port()

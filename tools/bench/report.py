@@ -107,7 +107,7 @@ def _target(
 
 
 def _ratio_target(
-    doc: dict[str, Any], ident: str, scenario: str, baseline: str, threshold: float,
+    doc: dict[str, Any], ident: str, scenario: str, baseline: str, threshold: float | None,
     *, want: int = 16, p95_too: bool = False, description: str,
 ) -> dict[str, Any]:
     server = _levels(doc, scenario, "server")
@@ -149,6 +149,145 @@ def _ratio_target(
     return _target(ident, description, ratio, ">=", threshold, detail, p95_ok)
 
 
+#: The STT workloads (see tools/bench/workload.py) and, for the ratios against the plain
+#: server, issue 13's thresholds (None: reported, no threshold).
+STT_SCENARIOS = ("stt", "stt-short", "stt-same", "stt-repeat", "stt-long")
+_PLAIN_THRESHOLDS: dict[str, float | None] = {
+    "stt": 1.5, "stt-short": 3.0, "stt-same": None, "stt-repeat": None, "stt-long": None,
+}
+_STT_SYSTEMS = ("server", "plain", "naive", "ceiling", "ray", "server-fixed-delay",
+                "server-adaptive")
+#: Isolation is judged where WER is allowed to differ from the plain server by this much.
+WER_MARGIN = 0.005
+
+
+def _sid(scenario: str) -> str:
+    return scenario.replace("-", "_")
+
+
+def _top(levels: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return max(levels, key=lambda lv: lv["concurrency"]) if levels else None
+
+
+def isolation_of(system: dict[str, Any]) -> dict[str, Any] | None:
+    """A system's isolation count over its levels under concurrent load (clients > 1):
+    transcripts that differ from the same request served alone to it."""
+    counts = [
+        lv["isolation"] for lv in system.get("levels") or []
+        if lv.get("isolation") and (lv.get("concurrency") or 0) > 1
+    ]
+    if not counts:
+        return None
+    examples = [e for c in counts for e in c.get("examples") or []]
+    return {
+        "differ": sum(c["differ"] for c in counts),
+        "compared": sum(c["compared"] for c in counts),
+        "unmatched": sum(c.get("unmatched", 0) for c in counts),
+        "examples": examples[:3],
+    }
+
+
+def correctness(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per STT scenario and system: WER at its highest level and the isolation count."""
+    found: dict[str, dict[str, Any]] = {}
+    for scenario in STT_SCENARIOS:
+        systems = _systems(doc, scenario)
+        entry: dict[str, Any] = {}
+        for name in _STT_SYSTEMS:
+            if name not in systems:
+                continue
+            top = _top(_levels(doc, scenario, name))
+            if top is None:
+                continue
+            entry[name] = {"wer": top.get("wer"), "wer_at_clients": top.get("concurrency"),
+                           "isolation": isolation_of(systems[name])}
+        if entry:
+            found[scenario] = entry
+    return found
+
+
+def correctness_lines(doc: dict[str, Any], scenario: str) -> tuple[str, str]:
+    """Two short lines for a plot caption: WER per system, isolation per system."""
+    entry = correctness(doc).get(scenario) or {}
+    wer = ", ".join(f"{n} {e['wer']:.3f}" for n, e in entry.items() if e["wer"] is not None)
+    iso = ", ".join(
+        f"{n} {e['isolation']['differ']}/{e['isolation']['compared']}"
+        for n, e in entry.items() if e["isolation"]
+    )
+    return (f"WER: {wer or 'n/a'}", f"differ from alone under load: {iso or 'n/a'}")
+
+
+def _isolation_target(doc: dict[str, Any], scenario: str) -> dict[str, Any]:
+    entry = correctness(doc).get(scenario) or {}
+    parts = [f"{n} {e['isolation']['differ']}/{e['isolation']['compared']}"
+             for n, e in entry.items() if e["isolation"]]
+    server = (entry.get("server") or {}).get("isolation")
+    examples = "; ".join(
+        f"{e['request']}: alone {e['alone']!r}, under load {e['under_load']!r}"
+        for e in (server or {}).get("examples") or []
+    )
+    detail = ", ".join(parts) or "not measured"
+    if examples:
+        detail += f" (server: {examples})"
+    return _target(
+        f"{_sid(scenario)}_isolation",
+        f"{scenario}: transcripts under concurrent load that differ from the same request "
+        "served alone (server; normalised case and punctuation)",
+        server["differ"] if server else None, "<=", 0.0, _reason(detail),
+    )
+
+
+def _stt_wer_target(doc: dict[str, Any], scenario: str) -> dict[str, Any]:
+    entry = correctness(doc).get(scenario) or {}
+    parts = [f"{n} {e['wer']:.3f}" for n, e in entry.items() if e["wer"] is not None]
+    server = (entry.get("server") or {}).get("wer")
+    plain = (entry.get("plain") or {}).get("wer")
+    threshold = plain + WER_MARGIN if plain is not None else None
+    ident = "stt_wer" if scenario == "stt" else f"{_sid(scenario)}_wer"
+    return _target(ident, f"{scenario}: word error rate vs the reference transcripts (server; "
+                   f"wanted: at most the plain server's + {WER_MARGIN})",
+                   server, "<=", threshold, ", ".join(parts))
+
+
+def _stt_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """For every STT workload: the server against the plain server and naive, its WER and
+    its isolation count."""
+    targets = []
+    for scenario in STT_SCENARIOS:
+        want = max((lv["concurrency"] for lv in _levels(doc, scenario, "server")), default=16)
+        targets.append(_ratio_target(
+            doc, f"{_sid(scenario)}_vs_plain", scenario, "plain", _PLAIN_THRESHOLDS[scenario],
+            want=want, description=f"{scenario}: STT throughput (audio s/s) vs the plain "
+                                   "server (faster-whisper transcribe, int8, 2x1 thread)",
+        ))
+        if scenario != "stt":  # "stt" vs naive is the first target
+            targets.append(_ratio_target(
+                doc, f"{_sid(scenario)}_vs_naive", scenario, "naive", None, want=want,
+                description=f"{scenario}: STT throughput (audio s/s) vs naive",
+            ))
+        for baseline in ("ceiling", "ray"):
+            if scenario == "stt" and _levels(doc, scenario, "plain") and _levels(
+                doc, scenario, baseline
+            ):
+                targets.append(_baseline_vs_plain(doc, baseline))
+        targets.append(_stt_wer_target(doc, scenario))
+        targets.append(_isolation_target(doc, scenario))
+    return targets
+
+
+def _baseline_vs_plain(doc: dict[str, Any], baseline: str) -> dict[str, Any]:
+    """The peers against the plain server, so every STT figure has the plain reference."""
+    plain = _top(_levels(doc, "stt", "plain"))
+    other = _levels(doc, "stt", baseline)[0]
+    assert plain is not None
+    value = other["audio_s_per_s"] / plain["audio_s_per_s"] if plain["audio_s_per_s"] else None
+    return _target(f"stt_{baseline}_vs_plain",
+                   f"stt: {baseline} (best layout) throughput vs the plain server (reported)",
+                   value, ">=", None,
+                   f"{other['audio_s_per_s']:.3g} vs {plain['audio_s_per_s']:.3g} audio s/s "
+                   f"(plain at c={plain['concurrency']})")
+
+
 def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     targets = [
         _ratio_target(doc, "stt_vs_naive", "stt", "naive", 3.0,
@@ -164,7 +303,7 @@ def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         _ratio_target(doc, "kokoro_vs_naive", "tts-kokoro", "naive", 1.6,
                       description="Kokoro throughput (audio s/s) at 16 clients vs naive"),
     ]
-    targets.append(_wer_info(doc))
+    targets += _stt_targets(doc)
     targets.append(_adaptive_info(doc))
     null = _levels(doc, "null", "server")
     best = max(null, key=lambda lv: lv["rps"]) if null else None
@@ -206,24 +345,6 @@ def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     targets.append(_target("piper_rss_mb", "Peak RSS of a Piper-only server (MB)",
                            piper_rss, "<=", 300.0))
     return targets
-
-
-def _wer_info(doc: dict[str, Any]) -> dict[str, Any]:
-    """WER of every STT system at its highest level (reported, no threshold)."""
-    parts = []
-    value = None
-    for name in ("server", "naive", "ceiling", "ray"):
-        levels = _levels(doc, "stt", name)
-        if not levels:
-            continue
-        top = max(levels, key=lambda lv: lv["concurrency"])
-        if top.get("wer") is None:
-            continue
-        parts.append(f"{name} {top['wer']:.3f}")
-        if name == "server":
-            value = top["wer"]
-    return _target("stt_wer", "STT word error rate vs the reference transcripts (reported)",
-                   value, "<=", None, ", ".join(parts))
 
 
 def _adaptive_info(doc: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +407,7 @@ _STYLE = {
     "server-no-batcher": ("tab:cyan", "s", "--"),
     "bare-grpc-aio": ("tab:gray", "v", ":"),
     "naive": ("tab:red", "x", "-"),
+    "plain": ("tab:olive", "s", "-."),
     "ceiling": ("tab:green", None, ":"),
     "ray": ("tab:orange", "^", "none"),
 }
@@ -334,6 +456,11 @@ def _draw(axes: Any, doc: dict[str, Any], scenario: str) -> bool:
     latency.set_yscale("log")
     throughput.set_title(f"{scenario}: throughput")
     latency.set_title(f"{scenario}: p95 latency")
+    if scenario in STT_SCENARIOS:
+        # Correctness stands beside every speed figure: WER and the isolation count.
+        wer, isolation = correctness_lines(doc, scenario)
+        throughput.set_xlabel(f"concurrent clients\n{wer}", fontsize=7)
+        latency.set_xlabel(f"concurrent clients\n{isolation}", fontsize=7)
     return drawn
 
 
@@ -390,17 +517,17 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
 def markdown(doc: dict[str, Any]) -> str:
     """The figures table (per scenario, system and level) and the targets table."""
     lines = ["| scenario | system | clients | req/s | audio s/s | p50 ms | p95 ms | p99 ms "
-             "| WER | mean batch | server CPU ms/req | peak RSS MB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| WER | differ alone/load | mean batch | server CPU ms/req | peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for scenario, entry in doc.get("scenarios", {}).items():
         if entry.get("status") != "ok":
             lines.append(f"| {scenario} | ({entry.get('status')}: {_reason(entry.get('reason'))}) "
-                         "| | | | | | | | | | |")
+                         "| | | | | | | | | | | |")
             continue
         for system_name, system in (entry.get("systems") or {}).items():
             if system.get("status") != "ok":
                 lines.append(f"| {scenario} | {system_name} ({system.get('status')}: "
-                             f"{_reason(system.get('reason'))}) | | | | | | | | | | |")
+                             f"{_reason(system.get('reason'))}) | | | | | | | | | | | |")
                 continue
             for level in system.get("levels") or []:
                 latency = level.get("latency") or {}
@@ -410,14 +537,32 @@ def markdown(doc: dict[str, Any]) -> str:
                 if level.get("layout"):
                     layout = level["layout"]
                     label += f" ({layout if isinstance(layout, str) else _ray_label(layout)})"
+                isolation = level.get("isolation")
+                differ = f"{isolation['differ']}/{isolation['compared']}" if isolation else "-"
                 lines.append(
                     f"| {scenario} | {label} | {clients} | {_fmt(level.get('rps'))} "
                     f"| {_fmt(level.get('audio_s_per_s'))} | {_fmt(latency.get('p50_ms'))} "
                     f"| {_fmt(latency.get('p95_ms'))} | {_fmt(latency.get('p99_ms'))} "
-                    f"| {_fmt(level.get('wer'), '.3f')} | {_fmt(batcher.get('mean_batch_size'))} "
+                    f"| {_fmt(level.get('wer'), '.3f')} | {differ} "
+                    f"| {_fmt(batcher.get('mean_batch_size'))} "
                     f"| {_fmt(level.get('server_cpu_ms_per_request'))} "
                     f"| {_fmt(system.get('peak_rss_mb'), '.0f')} |"
                 )
+    found = correctness(doc)
+    if found:
+        lines += ["", "Correctness (WER at each system's highest level; transcripts under "
+                  "concurrent load that differ from the same request served alone, target 0):",
+                  "", "| scenario | system | WER | differ / compared | example |",
+                  "|---|---|---:|---:|---|"]
+        for scenario, entry in found.items():
+            for name, figures in entry.items():
+                isolation = figures["isolation"]
+                differ = f"{isolation['differ']} / {isolation['compared']}" if isolation else "-"
+                example = (isolation or {}).get("examples") or []
+                shown = (f"{example[0]['request']}: alone {example[0]['alone']!r}, under load "
+                         f"{example[0]['under_load']!r}") if example else ""
+                lines.append(f"| {scenario} | {name} | {_fmt(figures['wer'], '.3f')} "
+                             f"| {differ} | {_reason(shown)} |")
     lines += ["", "| target | measured | wanted | met | detail |", "|---|---:|---:|:---:|---|"]
     for target in doc.get("targets", []):
         met = {True: "yes", False: "**no**", None: "n/a"}[target["met"]]

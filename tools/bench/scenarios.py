@@ -28,8 +28,11 @@ from tools.bench.measure import measure_levels as _measure_levels
 
 log = logging.getLogger(__name__)
 
-SCENARIOS = ("null", "stt", "tts-piper", "tts-kokoro", "cache-hit", "streaming-stt")
-BASELINES = ("naive", "ceiling", "ray")
+#: The STT workloads (tools/bench/workload.py): the LibriVox mix, distinct short clips, one
+#: command sent by every client at once, recurring commands, 30 s conversations.
+STT_SCENARIOS = ("stt", "stt-short", "stt-same", "stt-repeat", "stt-long")
+SCENARIOS = ("null", *STT_SCENARIOS, "tts-piper", "tts-kokoro", "cache-hit", "streaming-stt")
+BASELINES = ("naive", "plain", "ceiling", "ray")
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,21 @@ class Plan:
     naive_levels: tuple[int, ...] = ()
     window_s: float = 10.0
     ceiling_window_s: float = 10.0
+    #: A shorter warm-up cap than the run's (--max-warmup-s), where slow baselines would
+    #: otherwise spend the whole cap warming up (the STT workloads besides "stt").
+    max_warmup_s: float | None = None
 
 
-#: The full run: about 15 minutes on a quiet 2-core CPU.
+#: The full run: about 20-25 minutes on a quiet 2-core CPU (an estimate, not yet timed: the
+#: STT workloads besides "stt" add about 10, one level each with the server, the plain
+#: server and naive, warm-ups capped at 15 s). ``naive_levels`` are also the plain server's.
 DEFAULT_PLANS: dict[str, Plan] = {
     "null": Plan((1, 16, 64), (1, 16, 64), window_s=3.0),
     "stt": Plan((1, 4, 16), (1, 16), window_s=15.0, ceiling_window_s=12.0),
+    "stt-short": Plan((16,), (16,), window_s=8.0, max_warmup_s=15.0),
+    "stt-same": Plan((32,), (32,), window_s=8.0, max_warmup_s=15.0),
+    "stt-repeat": Plan((16,), (16,), window_s=6.0, max_warmup_s=15.0),
+    "stt-long": Plan((16,), (16,), window_s=10.0, max_warmup_s=15.0),
     "tts-piper": Plan((1, 4, 16), (1, 16), window_s=8.0, ceiling_window_s=8.0),
     "tts-kokoro": Plan((1, 16), (1, 16), window_s=10.0, ceiling_window_s=10.0),
     "cache-hit": Plan((32,), window_s=5.0),
@@ -140,7 +152,11 @@ def step_count(options: RunOptions) -> int:
     for scenario in options.scenarios:
         plan = options.plan(scenario)
         total += len(plan.levels)
-        if scenario in ("null", "stt", "tts-piper", "tts-kokoro") and "naive" in options.baselines:
+        if scenario in ("null", *STT_SCENARIOS, "tts-piper", "tts-kokoro") and (
+            "naive" in options.baselines
+        ):
+            total += len(plan.naive_levels)
+        if scenario in STT_SCENARIOS and "plain" in options.baselines:
             total += len(plan.naive_levels)
         if scenario == "null":
             total += 2 * len(plan.levels) + 1
@@ -170,6 +186,7 @@ def _measure(
     *,
     output_audio: bool,
     metadata: tuple[tuple[str, str], ...] = (),
+    isolation: bool = False,
 ) -> list[dict[str, Any]]:
     return _measure_levels(
         server,
@@ -183,6 +200,7 @@ def _measure(
         progress=ctx.progress,
         label=label,
         await_quiet_s=ctx.options.await_quiet_s,
+        isolation=isolation,
     )
 
 
@@ -241,6 +259,7 @@ def _server_system(
     window_s: float,
     *,
     output_audio: bool,
+    isolation: bool = False,
 ) -> SystemResult:
     """The platform's own server: started with the scenario's config, or the --target."""
     if ctx.options.target:
@@ -248,7 +267,7 @@ def _server_system(
         system.notes.append("a running server given with --target: no RSS or CPU time")
         try:
             system.levels = _measure(ctx, _remote(ctx), method, requests, levels, window_s,
-                                     name, output_audio=output_audio)
+                                     name, output_audio=output_audio, isolation=isolation)
         except Exception as error:
             system.status, system.reason = "failed", f"{type(error).__name__}: {error}"
         return system
@@ -259,13 +278,13 @@ def _server_system(
         system,
         lambda: procs.speech_server(name, config, ctx.log_dir, services=services),
         lambda server: _measure(ctx, server, method, requests, levels, window_s, name,
-                                output_audio=output_audio),
+                                output_audio=output_audio, isolation=isolation),
     )
 
 
 def _naive_system(
     ctx: Context, engine: str, method: str, requests: Sequence[workload.Request],
-    levels: Sequence[int], window_s: float, *, output_audio: bool,
+    levels: Sequence[int], window_s: float, *, output_audio: bool, isolation: bool = False,
 ) -> SystemResult:
     system = SystemResult("naive", config={
         "engine": engine, "workers": 1, "defaults": "library defaults, one request at a time"
@@ -275,7 +294,29 @@ def _naive_system(
         system,
         lambda: procs.naive_server(engine, ctx.log_dir),
         lambda server: _measure(ctx, server, method, requests, levels, window_s,
-                                f"naive-{engine}", output_audio=output_audio),
+                                f"naive-{engine}", output_audio=output_audio,
+                                isolation=isolation),
+    )
+
+
+def _plain_system(
+    ctx: Context, requests: Sequence[workload.Request], levels: Sequence[int], window_s: float,
+) -> SystemResult:
+    """The plain STT server a user would write (tools/bench/plain_server.py)."""
+    from tools.bench import plain_server
+
+    system = SystemResult("plain", config={
+        "engine": "faster-whisper WhisperModel.transcribe", "model": "tiny.en",
+        "compute_type": "int8", "instances": plain_server.INSTANCES,
+        "cpu_threads": plain_server.THREADS, "beam_size": plain_server.BEAM_SIZE,
+        "batching": "none, one request per instance at a time",
+    })
+    return _run_system(
+        ctx,
+        system,
+        lambda: procs.plain_server(ctx.log_dir),
+        lambda server: _measure(ctx, server, TRANSCRIBE, requests, levels, window_s,
+                                "plain-stt", output_audio=False, isolation=True),
     )
 
 
@@ -337,7 +378,7 @@ def _ray_system(ctx: Context, requests: Sequence[workload.Request], level: int,
                 server, Target(server.address, TRANSCRIBE, metadata), requests, [level],
                 window_s=window_s, max_warmup_s=ctx.options.max_warmup_s, output_audio=False,
                 batcher_model=None, progress=Progress(), label=label,
-                await_quiet_s=ctx.options.await_quiet_s,
+                await_quiet_s=ctx.options.await_quiet_s, isolation=True,
             )
             summary["layout"] = layout
             summary["rss_tree_mb"] = server.rss_mb()
@@ -414,15 +455,37 @@ def run_null(ctx: Context) -> ScenarioResult:
     return result
 
 
-def run_stt(ctx: Context) -> ScenarioResult:
-    plan = ctx.options.plan("stt")
+def run_stt(ctx: Context, scenario: str = "stt") -> ScenarioResult:
+    """An STT workload against the server, the plain server and naive (plus, for the
+    LibriVox mix "stt", the waiting comparison, the in-process ceiling and Ray Serve). Every
+    system is checked for isolation: each distinct request served alone first, then every
+    transcript under load compared with it."""
+    plan = ctx.options.plan(scenario)
+    if plan.max_warmup_s is not None and plan.max_warmup_s < ctx.options.max_warmup_s:
+        ctx = replace(ctx, options=replace(ctx.options, max_warmup_s=plan.max_warmup_s))
     result = ScenarioResult()
-    requests = workload.stt_requests()
+    requests = workload.stt_requests(scenario=scenario)
+    clips = workload.workload_clips(scenario)
+    result.extra["workload"] = {
+        "clips": len(clips),
+        "distinct": len({c.name for c in clips}),
+        "audio_s": [round(c.duration_s, 3) for c in clips],
+        "with_reference": sum(1 for c in clips if c.reference),
+    }
     overrides: dict[str, Any] = {"cache": {"backend": "off"}}
     result.systems["server"] = _server_system(
-        ctx, "stt", overrides, ["stt"], TRANSCRIBE, requests, plan.levels, plan.window_s,
-        output_audio=False,
+        ctx, scenario, overrides, ["stt"], TRANSCRIBE, requests, plan.levels, plan.window_s,
+        output_audio=False, isolation=True,
     )
+    if "plain" in ctx.options.baselines:
+        result.systems["plain"] = _plain_system(ctx, requests, plan.naive_levels, plan.window_s)
+    if "naive" in ctx.options.baselines:
+        result.systems["naive"] = _naive_system(
+            ctx, "stt", TRANSCRIBE, requests, plan.naive_levels, plan.window_s,
+            output_audio=False, isolation=True,
+        )
+    if scenario != "stt":
+        return result
     if not ctx.options.target:
         # Waiting only matters where batches may form: both servers batch up to 8 with a
         # fixed 100 ms delay; the adaptive one may cut that wait (batcher.adaptive).
@@ -435,14 +498,10 @@ def run_stt(ctx: Context) -> ScenarioResult:
             system = _server_system(
                 ctx, f"stt-{name}", deep_merge(overrides, {"stt": {"batcher": batcher}}),
                 ["stt"], TRANSCRIBE, requests, levels, plan.window_s, output_audio=False,
+                isolation=True,
             )
             system.kind = name
             result.systems[name] = system
-    if "naive" in ctx.options.baselines:
-        result.systems["naive"] = _naive_system(
-            ctx, "stt", TRANSCRIBE, requests, plan.naive_levels, plan.window_s,
-            output_audio=False,
-        )
     if "ceiling" in ctx.options.baselines:
         stt = _merged_stt(ctx)
         result.systems["ceiling"] = _ceiling_system(
@@ -594,7 +653,7 @@ def run_streaming(ctx: Context) -> ScenarioResult:
 
 RUNNERS: dict[str, Callable[[Context], ScenarioResult]] = {
     "null": run_null,
-    "stt": run_stt,
+    **{scenario: partial(run_stt, scenario=scenario) for scenario in STT_SCENARIOS},
     "tts-piper": lambda ctx: run_tts(ctx, "piper"),
     "tts-kokoro": lambda ctx: run_tts(ctx, "kokoro"),
     "cache-hit": run_cache_hit,

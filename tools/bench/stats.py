@@ -106,3 +106,68 @@ def corpus_wer(pairs: Iterable[tuple[str, str]]) -> float | None:
         edits += word_edits(ref, normalise_words(hypothesis))
         words += len(ref)
     return edits / words if words else None
+
+
+# -- isolation -------------------------------------------------------------------------------
+
+
+def transcript_words(text: str | None) -> tuple[str, ...]:
+    """The word sequence of a transcript with case and punctuation normalised away (numbers
+    stay as written: "33 4 692" and "33 for 692" are different transcripts).
+
+    >>> transcript_words("Go forward, 10 meters!") == transcript_words("go forward 10 meters")
+    True
+    >>> transcript_words("33-4-692.")
+    ('33', '4', '692')
+    """
+    if not text:
+        return ()
+    text = re.sub(r"[^\w' ]+", " ", text.lower().replace("-", " ").replace("_", " "))
+    return tuple(w.strip("'") for w in text.split() if w.strip("'"))
+
+
+@dataclass(frozen=True)
+class IsolationCount:
+    """How many transcripts served under concurrent load differ from the same request
+    served alone to the same system (the goal is 0)."""
+
+    compared: int
+    differ: int
+    #: Requests whose transcript under load was never seen alone (no solo answer).
+    unmatched: int
+    #: A few differences, (label, alone, under load), for the report.
+    examples: tuple[tuple[str, str, str], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "compared": self.compared,
+            "differ": self.differ,
+            "unmatched": self.unmatched,
+            "examples": [
+                {"request": label, "alone": alone, "under_load": loaded}
+                for label, alone, loaded in self.examples
+            ],
+        }
+
+
+def count_isolation(
+    answers: Iterable[tuple[bytes, str, str | None]],
+    alone: dict[bytes, str | None],
+    *,
+    max_examples: int = 3,
+) -> IsolationCount:
+    """``answers``: (request payload, label, transcript under load); ``alone``: payload ->
+    the transcript the same system gave that request served alone."""
+    compared = differ = unmatched = 0
+    examples: list[tuple[str, str, str]] = []
+    for payload, label, text in answers:
+        if payload not in alone or alone[payload] is None:
+            unmatched += 1
+            continue
+        compared += 1
+        solo = alone[payload]
+        if transcript_words(text) != transcript_words(solo):
+            differ += 1
+            if len(examples) < max_examples:
+                examples.append((label, solo or "", text or ""))
+    return IsolationCount(compared, differ, unmatched, tuple(examples))
