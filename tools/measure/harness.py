@@ -13,7 +13,7 @@ import resource
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,41 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
 def child(run: Callable[[str, int], Result], name: str, clients: int) -> None:
     """The child side of ``spawn``: measure one configuration, print it as the last line."""
     print(json.dumps(run(name, clients)))
+
+
+#: A table column: its title, a format spec with the width first ("7.2f") and the figure of
+#: one configuration's results.
+Column = tuple[str, str, Callable[[list[Result]], float]]
+
+
+def by_median(key: str, scale: Callable[[float], float] = lambda v: v) -> Callable[
+    [list[Result]], float
+]:
+    """A column figure: the median of ``key`` over the rounds, optionally rescaled."""
+    return lambda results: scale(median(results, key))
+
+
+def ratio_to(base: float) -> Callable[[float], float]:
+    """A column scale: the figure as a multiple of ``base``."""
+    return lambda value: value / base
+
+
+def peak_rss(results: list[Result]) -> float:
+    return float(max(r["peak_rss_mb"] for r in results))
+
+
+def print_table(
+    rows: Iterable[tuple[str, list[Result]]], columns: Sequence[Column], name_width: int
+) -> None:
+    """One line per configuration, the figures right-aligned under their titles."""
+    widths = [int(spec.split(".")[0]) for _, spec, _ in columns]
+    print(f"{'config':{name_width}} " + " ".join(
+        f"{title:>{width}}" for (title, _, _), width in zip(columns, widths, strict=True)
+    ))
+    for name, results in rows:
+        print(f"{name:{name_width}} " + " ".join(
+            format(figure(results), spec) for _, spec, figure in columns
+        ))
 
 
 def write_json(path: Path | None, runs: dict[str, list[Result]]) -> None:

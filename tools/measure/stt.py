@@ -219,30 +219,23 @@ def main(argv: list[str] | None = None) -> None:
     names = ([] if args.no_baseline else [BASELINE]) + chosen
     runs = harness.run_rounds("tools.measure.stt", names, args.rounds, args.clients)
 
-    def median(name: str, key: str) -> float:
-        return harness.median(runs[name], key)
-
     # Ratios are to the baseline, or without it to the first configuration measured.
-    reference = next(iter(runs))
-    base = median(reference, "throughput_audio_s_per_s")
-    base_cpu = median(reference, "cpu_s_per_audio_s")
-    print(
-        f"{'config':42} {'1-req s':>7} {'RTF':>6} {'aud/s':>6} {'thr x':>6} {'cpu/aud':>7} "
-        f"{'cpu x':>6} {'p50 s':>6} {'WER':>6} {'enc':>4} {'RSS MB':>7}"
-    )
-    for name, results in runs.items():
-        print(
-            f"{name:42} {median(name, 'single_latency_s'):7.2f} "
-            f"{median(name, 'single_rtf'):6.3f} "
-            f"{median(name, 'throughput_audio_s_per_s'):6.1f} "
-            f"{median(name, 'throughput_audio_s_per_s') / base:6.2f} "
-            f"{median(name, 'cpu_s_per_audio_s'):7.3f} "
-            f"{base_cpu / median(name, 'cpu_s_per_audio_s'):6.2f} "
-            f"{median(name, 'concurrent_p50_s'):6.2f} "
-            f"{median(name, 'mean_wer'):6.3f} "
-            f"{median(name, 'encoder_windows'):4.0f} "
-            f"{max(r['peak_rss_mb'] for r in results):7.0f}"
-        )
+    reference = runs[next(iter(runs))]
+    base = harness.median(reference, "throughput_audio_s_per_s")
+    base_cpu = harness.median(reference, "cpu_s_per_audio_s")
+    med = harness.by_median
+    harness.print_table(runs.items(), [
+        ("1-req s", "7.2f", med("single_latency_s")),
+        ("RTF", "6.3f", med("single_rtf")),
+        ("aud/s", "6.1f", med("throughput_audio_s_per_s")),
+        ("thr x", "6.2f", med("throughput_audio_s_per_s", harness.ratio_to(base))),
+        ("cpu/aud", "7.3f", med("cpu_s_per_audio_s")),
+        ("cpu x", "6.2f", med("cpu_s_per_audio_s", lambda v: base_cpu / v)),
+        ("p50 s", "6.2f", med("concurrent_p50_s")),
+        ("WER", "6.3f", med("mean_wer")),
+        ("enc", "4.0f", med("encoder_windows")),
+        ("RSS MB", "7.0f", harness.peak_rss),
+    ], name_width=42)
     harness.write_json(args.json, runs)
 
 

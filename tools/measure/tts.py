@@ -14,7 +14,6 @@ measures the server.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -217,26 +216,18 @@ def main(argv: list[str] | None = None) -> None:
     engines = ["piper", "kokoro"] if args.engine == "both" else [args.engine]
     names = [n for e in engines for n in (BASELINES[e], *(c for c in CONFIGS if c.startswith(e)))]
     runs = harness.run_rounds("tools.measure.tts", names, args.rounds, args.clients)
-    header = (
-        f"{'config':26} {'1-req s':>7} {'RTF':>6} {'TTFA s':>6} {'stream s':>8} "
-        f"{'thr x':>6} {'p50 s':>6} {'RSS MB':>7}"
-    )
-    print(header)
+    med = harness.by_median
     for engine in engines:
-        base = statistics.median(r["throughput_audio_s_per_s"] for r in runs[BASELINES[engine]])
-        for name in (n for n in names if n.startswith(engine)):
-            results = runs[name]
-
-            def median(key: str, results: list[dict[str, Any]] = results) -> float:
-                return harness.median(results, key)
-
-            throughput = median("throughput_audio_s_per_s")
-            print(
-                f"{name:26} {median('single_latency_s'):7.2f} {median('single_rtf'):6.3f} "
-                f"{median('time_to_first_audio_s'):6.2f} {median('stream_total_s'):8.2f} "
-                f"{throughput / base:6.2f} {median('concurrent_p50_s'):6.2f} "
-                f"{max(r['peak_rss_mb'] for r in results):7.0f}"
-            )
+        base = harness.median(runs[BASELINES[engine]], "throughput_audio_s_per_s")
+        harness.print_table(((n, runs[n]) for n in names if n.startswith(engine)), [
+            ("1-req s", "7.2f", med("single_latency_s")),
+            ("RTF", "6.3f", med("single_rtf")),
+            ("TTFA s", "6.2f", med("time_to_first_audio_s")),
+            ("stream s", "8.2f", med("stream_total_s")),
+            ("thr x", "6.2f", med("throughput_audio_s_per_s", harness.ratio_to(base))),
+            ("p50 s", "6.2f", med("concurrent_p50_s")),
+            ("RSS MB", "7.0f", harness.peak_rss),
+        ], name_width=26)
     harness.write_json(args.json, runs)
 
 

@@ -33,3 +33,19 @@ def test_both_measure_programs_use_it():
         parser_prog = module.main.__code__.co_consts
         assert "tools.measure." + module.__name__.rsplit(".", 1)[1] in parser_prog
         assert not hasattr(module, "_spawn") and not hasattr(module, "_peak_rss_mb")
+
+
+def test_the_table_lines_up_every_configuration(capsys):
+    runs = {"base": [{"x": 2.0, "peak_rss_mb": 10.0}, {"x": 4.0, "peak_rss_mb": 12.0}],
+            "other": [{"x": 6.0, "peak_rss_mb": 20.0}]}
+    harness.print_table(runs.items(), [
+        ("x", "5.1f", harness.by_median("x")),
+        ("x ratio", "7.2f", harness.by_median("x", harness.ratio_to(3.0))),
+        ("RSS MB", "6.0f", harness.peak_rss),
+    ], name_width=8)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "config       x x ratio RSS MB",
+        "base       3.0    1.00     12",
+        "other      6.0    2.00     20",
+    ]
