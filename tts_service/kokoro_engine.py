@@ -24,7 +24,7 @@ import onnxruntime as ort
 from batcher import BatchFunction
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
-from tts_service.assets import ensure_kokoro
+from tts_service.assets import kokoro_assets
 from tts_service.engine import Engine, PreparedItem, engine_failure, session_options
 from tts_service.voices import KOKORO, Voice, kokoro_voice
 
@@ -102,7 +102,7 @@ class KokoroEngine(Engine[PreparedItem]):
         from kokoro_onnx.config import DEFAULT_VOCAB
         from kokoro_onnx.tokenizer import Tokenizer
 
-        assets = ensure_kokoro(self._model_dir)
+        assets = kokoro_assets(self._model_dir)
         with np.load(assets.voices_path) as archive:
             styles = {name: np.asarray(archive[name], dtype=np.float32) for name in archive.files}
         voices = [v for v in (kokoro_voice(name, SAMPLE_RATE) for name in styles) if v]

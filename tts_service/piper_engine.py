@@ -30,7 +30,7 @@ from piper.phonemize_espeak import EspeakPhonemizer
 from batcher import BatchFunction
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
-from tts_service.assets import PIPER_VOICE, ensure_piper
+from tts_service.assets import PIPER_VOICE, piper_assets
 from tts_service.engine import (
     Engine,
     PreparedItem,
@@ -82,7 +82,7 @@ class PiperEngine(Engine[PreparedItem]):
         self._session_lock = threading.Lock()
 
     def load(self) -> None:
-        assets = ensure_piper(self._model_dir)
+        assets = piper_assets(self._model_dir)
         config_dict = json.loads(assets.config_path.read_text())
         config = PiperConfig.from_dict(config_dict)
         language = str(config_dict.get("language", {}).get("code", "en_US")).replace("_", "-")

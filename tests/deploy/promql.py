@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -12,10 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from speech_platform import metrics
-from tests.deploy.manifests import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from fetch_tools import promtool_path
+from tools.fetch.promtool import promtool_path
 
 #: Metrics other exporters provide: redis_exporter sidecars and kube-state-metrics.
 EXTERNAL_METRICS = {

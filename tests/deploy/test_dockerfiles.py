@@ -152,7 +152,9 @@ def ignored(path: str) -> bool:
 def test_dockerignore_keeps_what_the_build_needs() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     needed = ["pyproject.toml", "README.md", "scripts/bootstrap.sh", "scripts/gen_protos.py",
-              "protos/speech/v1/stt.proto", "stt_service/assets.py", "tts_service/assets.py"]
+              "protos/speech/v1/stt.proto", "stt_service/assets.py", "tts_service/assets.py",
+              "tools/__init__.py", "tools/assets/__main__.py", "tools/assets/tts.py",
+              "tools/fetch/npm.py"]
     packages = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     needed += [f"{p.rstrip('*')}/__init__.py" for p in packages if p.rstrip("*") != "speech"]
     for path in needed:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from fetch_buf import install as install_buf  # noqa: E402
 from gen_protos import generate  # noqa: E402
+
+from tools.fetch.buf import install as install_buf  # noqa: E402
 
 
 def test_protos_pass_buf_lint() -> None:

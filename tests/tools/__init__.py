@@ -1,0 +1,1 @@
+"""Tests of tools/ (benchmarks, measurement, capacity, asset building)."""
