@@ -119,6 +119,10 @@ class ServerSettings(BaseModel):
     #: memory per thread at the same speed; figures in docs/benchmarks.md); 0 leaves
     #: glibc's 8 per core.
     malloc_arena_max: int = Field(2, ge=0, le=1024)
+    #: Bytes that requests in flight may hold in all (audio as received, a bound on what
+    #: decoding makes of it), in MiB; a request that would pass it gets RESOURCE_EXHAUSTED
+    #: before decoding (speech_platform/budget.py). 0 = no limit.
+    memory_budget_mb: int = Field(1024, ge=0)
 
 
 class SttSettings(BaseModel):

@@ -60,6 +60,10 @@ CACHE_ERRORS = Counter(
     "speech_cache_errors_total", "Cache backend failures (requests still served)", ["backend"]
 )
 CACHE_BYTES = Gauge("speech_cache_memory_bytes", "Bytes held by the in-process cache")
+MEMORY_BUDGET_IN_USE = Gauge(
+    "speech_memory_budget_in_use_bytes",
+    "Bytes reserved by requests in flight against server.memory_budget_mb",
+)
 CACHE_SINGLEFLIGHT_JOINS = Counter(
     "speech_cache_singleflight_joins_total",
     "Requests that waited for an identical in-flight computation instead of computing",

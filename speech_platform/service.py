@@ -14,6 +14,7 @@ from typing import Protocol
 
 import grpc
 
+from speech_platform.budget import MemoryBudget
 from speech_platform.cache import ResponseCache
 from speech_platform.config import Settings
 
@@ -43,3 +44,5 @@ class ServiceContext:
     cache: ResponseCache | None = None
     #: Other services by name, for the ones that reuse engines (jobs reuses stt and tts).
     services: dict[str, SpeechService] = field(default_factory=dict)
+    #: Bytes held by requests in flight, server-wide (server.memory_budget_mb).
+    memory: MemoryBudget = field(default_factory=MemoryBudget)

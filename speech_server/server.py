@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from prometheus_client import start_http_server
 
+from speech_platform.budget import MIB, MemoryBudget
 from speech_platform.cache.factory import build_cache
 from speech_platform.config import Settings
 from speech_platform.interceptors import ServerInterceptor
@@ -43,7 +44,10 @@ class SpeechServer:
         self, settings: Settings, extra_services: list[SpeechService] | None = None
     ) -> None:
         self.settings = settings
-        self.context = ServiceContext(settings=settings)
+        self.context = ServiceContext(
+            settings=settings,
+            memory=MemoryBudget(settings.server.memory_budget_mb * MIB),
+        )
         self.services: list[SpeechService] = []
         self._extra = list(extra_services or [])
         self.health = health.aio.HealthServicer()

@@ -93,6 +93,35 @@ def decode_audio(
     return decoded
 
 
+#: What decoding a container may make of each byte, at most for speech: 16-bit PCM becomes
+#: float32 at its own rate, a mono mix and the 16 kHz result (about 8x); compressed audio
+#: expands more per byte but is stopped at max_seconds, which bounds it (below).
+CONTAINER_EXPANSION = 12
+#: Copies of the 16 kHz float32 samples decoding may hold at once (native-rate pieces,
+#: their concatenation, the resampled result).
+_DECODE_COPIES = 4
+
+
+def decoding_bytes(
+    data: bytes,
+    *,
+    encoding: int,
+    sample_rate_hertz: int,
+    audio_channel_count: int,
+    max_seconds: float,
+) -> int:
+    """A bound on the memory decoding ``data`` holds, with the bytes themselves, for the
+    server's memory budget (speech_platform/budget.py); exact for raw PCM."""
+    ceiling = int(max_seconds * TARGET_RATE * 4 * _DECODE_COPIES)
+    if encoding in RAW_ENCODINGS and sample_rate_hertz > 0:
+        width = 2 if encoding == common_pb2.AUDIO_ENCODING_LINEAR16 else 1
+        frames = len(data) // (width * max(audio_channel_count, 1))
+        native = frames * 4 * (max(audio_channel_count, 1) + 1)
+        resampled = frames * TARGET_RATE // sample_rate_hertz * 4
+        return len(data) + min(native + resampled, ceiling)
+    return len(data) + min(len(data) * CONTAINER_EXPANSION, ceiling)
+
+
 def check_audio_config(
     data: bytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
 ) -> None:

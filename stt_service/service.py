@@ -23,7 +23,9 @@ class SpeechToTextService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.transcriber = Transcriber(ctx.settings.stt, model_dir=ctx.settings.model_dir)
         self.door = CacheDoor(ctx.cache, "stt", TRANSCRIPT_CODEC)
-        self.servicer = SpeechToTextServicer(self.transcriber, ctx.settings.stt, self.door)
+        self.servicer = SpeechToTextServicer(
+            self.transcriber, ctx.settings.stt, self.door, ctx.memory
+        )
 
     def register(self, server: grpc.aio.Server) -> None:
         stt_pb2_grpc.add_SpeechToTextServicer_to_server(self.servicer, server)

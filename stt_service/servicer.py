@@ -20,12 +20,13 @@ from typing import Any
 import grpc
 
 from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc
+from speech_platform.budget import MemoryBudget
 from speech_platform.cache import CacheDoor, cache_key
 from speech_platform.callers import caller_of
 from speech_platform.config import SttSettings
 from speech_platform.errors import Unavailable
 from stt_service.assembly import TRANSCRIPT_CODEC, Transcript, to_proto
-from stt_service.audio import RAW_ENCODINGS, check_audio_config, decode_audio
+from stt_service.audio import RAW_ENCODINGS, check_audio_config, decode_audio, decoding_bytes
 from stt_service.options import TranscribeOptions, batcher_priority
 from stt_service.streaming import StreamingRecognizer
 from stt_service.transcriber import ResolvedOptions, Transcriber
@@ -42,10 +43,12 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
         transcriber: Transcriber,
         settings: SttSettings,
         door: CacheDoor[Transcript] = NO_CACHE,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self._transcriber = transcriber
         self._settings = settings
         self._door = door
+        self._memory = memory or MemoryBudget()
         #: One for the servicer: it keeps the count of open streams.
         self._streaming = StreamingRecognizer(transcriber, settings)
 
@@ -69,21 +72,30 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
             # Refused here, before any decoding, if even the shortest window would finish
             # after the deadline (a cache hit never gets this far).
             self._transcriber.check_admission(resolved, priority, context.time_remaining())
-            decoded = await asyncio.to_thread(
-                decode_audio,
+            bound = decoding_bytes(
                 request.audio,
                 encoding=config.encoding,
                 sample_rate_hertz=config.sample_rate_hertz,
                 audio_channel_count=config.audio_channel_count,
                 max_seconds=self._settings.max_audio_seconds,
             )
-            return await self._transcriber.transcribe(
-                decoded.samples,
-                resolved,
-                priority=priority,
-                timeout_s=context.time_remaining(),
-                caller=caller,
-            )
+            with self._memory.reserve(bound, "this Transcribe call") as held:
+                decoded = await asyncio.to_thread(
+                    decode_audio,
+                    request.audio,
+                    encoding=config.encoding,
+                    sample_rate_hertz=config.sample_rate_hertz,
+                    audio_channel_count=config.audio_channel_count,
+                    max_seconds=self._settings.max_audio_seconds,
+                )
+                held.resize(len(request.audio) + decoded.samples.nbytes)
+                return await self._transcriber.transcribe(
+                    decoded.samples,
+                    resolved,
+                    priority=priority,
+                    timeout_s=context.time_remaining(),
+                    caller=caller,
+                )
 
         key = _cache_key(request, resolved) if self._door.enabled else ""
         transcript, hit = await self._door.get_or_compute(key, compute, skip=config.skip_cache)
