@@ -161,6 +161,7 @@ class Transcriber:
             factory, settings.batcher, model=label, instances=settings.instances
         )
         await batcher.start()
+        await _warm_up(batcher, settings)
         first = engines[0]
         log.info(
             "loaded whisper model",
@@ -422,6 +423,20 @@ class _Progress:
         self.done += 1
         if self._callback is not None:
             self._callback(self.done, self.total)
+
+
+#: One short window per instance at load: the first caller does not pay CTranslate2's
+#: first-call cost, and the batcher has learnt its compute rate before traffic arrives
+#: (admission refuses nothing it cannot predict, so a burst at start-up would all queue).
+_WARM_UP_SECONDS = 2.0
+
+
+async def _warm_up(batcher: Batcher[WindowItem, WindowResult], settings: SttSettings) -> None:
+    noise = np.random.default_rng(0).normal(0.0, 0.01, int(_WARM_UP_SECONDS * SAMPLE_RATE))
+    item = WindowItem(noise.astype(np.float32), DecodeOptions(language=None, beam_size=1))
+    frames = encoder_frames(len(noise), settings.encoder_buckets_s, settings.encoder_margin_s)
+    cost = frames / MEL_FRAMES_PER_SECOND
+    await asyncio.gather(*(batcher.submit(item, cost=cost) for _ in range(settings.instances)))
 
 
 def _joined_prompt(options: DecodeOptions, result: WindowResult) -> str:
