@@ -113,6 +113,13 @@ class Engine(abc.ABC, Generic[Prepared]):
             instances=self._instances,
         )
         await batcher.start()
+        # One short sentence per instance: the first caller does not pay the first run, and
+        # the batcher knows its compute rate before traffic arrives (admission predicts
+        # nothing without it, and an engine reached only by fallback would admit a burst).
+        warm_up = await asyncio.to_thread(self.prepare, "Hello there.", self.voices()[0], 1.0)
+        await asyncio.gather(
+            *(batcher.submit(warm_up, cost=warm_up.cost) for _ in range(self._instances))
+        )
         self._batcher, self.recording = batcher, recording
         log.info(
             "engine ready",
