@@ -196,6 +196,9 @@ async def test_requests_whose_deadline_passes_in_the_queue_are_never_computed(
     settings = test_settings(["stt"])
     settings.stt.instances = 1
     settings.stt.batcher.max_batch_size = 1
+    # The queue-expiry path: with admission (tests/batcher/test_admission.py) these
+    # requests would be refused on arrival instead of waiting.
+    settings.stt.batcher.admission = False
     async with running_server(settings) as server, server.channel() as channel:
         stub = stt_pb2_grpc.SpeechToTextStub(channel)
         before = await server.metrics_text()

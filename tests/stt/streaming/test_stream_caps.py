@@ -33,10 +33,11 @@ class OpenStream:
 
     def __init__(self, channel: grpc.aio.Channel, token: str, *, stay_open: bool = True) -> None:
         self.release = asyncio.Event()
-        if not stay_open:  # a refused attempt: its requests end on their own
-            self.release.set()
+        # An attempt expected to be refused sends only its config: gRPC's client reports a
+        # write still under way when the server ends the stream as an internal error.
+        requests = self._requests() if stay_open else iter([streaming_config()])
         self.call = stt_pb2_grpc.SpeechToTextStub(channel).StreamingTranscribe(
-            self._requests(), metadata=(("authorization", f"Bearer {token}"),)
+            requests, metadata=(("authorization", f"Bearer {token}"),)
         )
 
     async def _requests(self) -> AsyncIterator[stt_pb2.StreamingTranscribeRequest]:
@@ -66,13 +67,13 @@ async def test_streams_are_capped_per_caller_and_in_all(capped_server):
         await _until_open(capped_server, base + 2)
         # Alice's third stream: over her own share.
         code, message = await OpenStream(channel, TOKENS[0], stay_open=False).status()
-        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, message
         assert "max_streams_per_caller" in message
         # Bob still gets one (3 in all), then the server is full for everyone.
         bob = OpenStream(channel, TOKENS[1])
         await _until_open(capped_server, base + 3)
         code, message = await OpenStream(channel, TOKENS[1], stay_open=False).status()
-        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, message
         assert "max_concurrent_streams" in message
         # Closing streams frees their places.
         for stream in [*alice, bob]:
