@@ -5,7 +5,8 @@ instances under a ``BatchPolicy``; failures are the exceptions in batcher.errors
 """
 
 from batcher.adaptive import AdaptiveDelay
-from batcher.core import Batcher, BatchFunction, HandlerFactory
+from batcher.admission import SharedDevice
+from batcher.core import Batcher, BatchFunction, HandlerFactory, Reservation
 from batcher.errors import (
     BatcherClosed,
     BatcherError,
@@ -32,4 +33,6 @@ __all__ = [
     "QueueFull",
     "RecordingObserver",
     "RequestCancelled",
+    "Reservation",
+    "SharedDevice",
 ]

@@ -20,6 +20,11 @@ known and everything is admitted.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
 
 class ServiceRate:
     """Seconds of compute per unit of cost, smoothed over finished batches."""
@@ -53,3 +58,117 @@ def estimated_finish_s(
     """
     backlog = (ahead_cost + running_cost / 2.0) / max(instances, 1)
     return seconds_per_cost * (backlog + own_cost)
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A point in a device's history: when, and how many thread-seconds had been busy."""
+
+    at: float
+    busy_area: float
+
+
+class DeviceMember(Protocol):
+    """A batcher on a shared device, as admission sees the others."""
+
+    def demand_core_s(self) -> float:
+        """Compute it holds (queued, promised, half of running), in core-seconds."""
+        ...
+
+    @property
+    def width(self) -> float:
+        """Threads it keeps busy when all its instances compute."""
+        ...
+
+
+class SharedDevice:
+    """Cores that several batchers compute on at once: the CPU of one server process.
+
+    Speech-to-text and text-to-speech batchers on one CPU each see only their own queue.
+    At a burst each would admit work as if it had every core, and half of what both
+    admitted would then miss its deadline. Members of a device report the compute they
+    hold; admission adds the others' share to its own estimate (processor sharing: while
+    both have work, each gets about half). And since a batch measured while others also
+    computed ran slower than alone, its time is divided by the contention it ran under
+    (the mean busy threads per core), so every member's rate stays its solo rate and
+    nothing is counted twice.
+
+        >>> cpu = SharedDevice(parallelism=2, clock=iter([0.0, 0.0, 0.0, 1.0]).__next__)
+        >>> mark = cpu.enter(2.0)        # two threads of one batcher busy from t=0
+        >>> _ = cpu.enter(2.0)           # two of another batcher from t=0
+        >>> cpu.contention_since(mark)   # mean of 4 busy threads on 2 cores over [0, 1]
+        2.0
+    """
+
+    def __init__(self, parallelism: float, clock: Callable[[], float] = time.perf_counter) -> None:
+        if parallelism <= 0:
+            raise ValueError("parallelism must be > 0")
+        self.parallelism = float(parallelism)
+        self._clock = clock
+        self._members: list[DeviceMember] = []
+        self._busy = 0.0
+        self._area = 0.0
+        self._since = clock()
+
+    def join(self, member: DeviceMember) -> None:
+        if all(m is not member for m in self._members):
+            self._members.append(member)
+
+    def leave(self, member: DeviceMember) -> None:
+        self._members = [m for m in self._members if m is not member]
+
+    def others(self, member: DeviceMember) -> list[DeviceMember]:
+        return [m for m in self._members if m is not member]
+
+    def enter(self, threads: float) -> Mark:
+        """``threads`` start computing; returns the mark to measure their contention from."""
+        mark = self._advance()
+        self._busy += threads
+        return mark
+
+    def exit(self, threads: float) -> None:
+        self._advance()
+        self._busy = max(self._busy - threads, 0.0)
+
+    def contention_since(self, mark: Mark) -> float:
+        """How many times slower than alone work ran since ``mark``: the mean busy threads
+        per core since then, at least 1."""
+        now = self._advance()
+        elapsed = now.at - mark.at
+        if elapsed <= 0:
+            return max(self._busy / self.parallelism, 1.0)
+        return max((now.busy_area - mark.busy_area) / elapsed / self.parallelism, 1.0)
+
+    def _advance(self) -> Mark:
+        now = self._clock()
+        self._area += self._busy * (now - self._since)
+        self._since = now
+        return Mark(now, self._area)
+
+
+def shared_finish_s(
+    own_backlog_core_s: float,
+    own_width: float,
+    others: list[tuple[float, float]],
+    parallelism: float,
+    own_compute_s: float,
+    own_threads: float,
+) -> float:
+    """When a request arriving now should be done, with other batchers on the same cores.
+
+    ``own_backlog_core_s``: the compute queued ahead of it in its own batcher; ``others``:
+    (demand in core-seconds, width in threads) of each other member. The backlog drains
+    no faster than its own batcher alone would (over ``own_width`` threads), nor than the
+    cores can serve it together with each other member's work up to the same amount (the
+    others keep their share of the cores only while they have work). The request's own
+    compute is slowed by the contention it will meet.
+
+        >>> shared_finish_s(4.0, 2.0, [], 2.0, 0.5, 1.0)         # alone: 4 core-s on 2
+        2.5
+        >>> shared_finish_s(4.0, 2.0, [(10.0, 2.0)], 2.0, 0.5, 1.0)   # another is as busy
+        4.75
+    """
+    shared = own_backlog_core_s + sum(min(d, own_backlog_core_s) for d, _ in others)
+    backlog_s = max(own_backlog_core_s / max(own_width, 1e-9), shared / parallelism)
+    busy = own_threads + sum(width for demand, width in others if demand > 0)
+    return backlog_s + own_compute_s * max(busy / parallelism, 1.0)

@@ -37,7 +37,10 @@ What it guarantees, and where it goes past its peers:
   behind everyone else's next request instead of in front of it. Without callers, or with
   one, the order is plain FIFO.
 * Admission (past Triton's queue policy): a request predicted to miss its deadline, or the
-  latency objective, is refused at arrival with a retry delay (batcher.admission).
+  latency objective, is refused at arrival with a retry delay (batcher.admission). Work a
+  caller has been admitted for but is still preparing (decoding, phonemizing) is held by a
+  ``reserve``d promise, so a burst is judged on arrival, not after its preparation; and
+  batchers on one ``SharedDevice`` (the CPU) count each other's work.
 * Per-item outcomes: a handler returns a result or an exception per item. When it raises
   for a whole batch (Ray Serve then fails every caller), the batcher re-runs the items one
   by one, so only the bad item fails.
@@ -54,10 +57,10 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from batcher.adaptive import AdaptiveDelay
-from batcher.admission import ServiceRate, estimated_finish_s
+from batcher.admission import ServiceRate, SharedDevice, estimated_finish_s, shared_finish_s
 from batcher.errors import BatcherClosed, DeadlineExpired, Overloaded, QueueFull, RequestCancelled
 from batcher.observer import BatchObserver, RecordingObserver
 from batcher.policy import BatchPolicy
@@ -110,11 +113,20 @@ class Batcher(Generic[In, Out]):
         *,
         instances: int = 1,
         observer: BatchObserver | None = None,
+        device: SharedDevice | None = None,
+        threads_per_instance: float = 1.0,
     ) -> None:
         if instances < 1:
             raise ValueError("instances must be >= 1")
+        if threads_per_instance <= 0:
+            raise ValueError("threads_per_instance must be > 0")
         self.policy = policy or BatchPolicy()
         self.instance_count = instances
+        #: The cores it shares with other batchers (None: admission sees only this one).
+        self.device = device
+        self.threads_per_instance = float(threads_per_instance)
+        #: Cost admitted by ``reserve`` whose items are not submitted yet.
+        self._promised_cost = 0.0
         self.observer: BatchObserver = observer or RecordingObserver()
         self._factory = handler_factory
         self._queues: dict[int, deque[_Request[In, Out]]] = {}
@@ -170,6 +182,8 @@ class Batcher(Generic[In, Out]):
         self._instances = built
         self._idle = deque(built)
         self._started = True
+        if self.device is not None:
+            self.device.join(self)
         self._dispatch()
 
     async def close(self, grace_s: float | None = None) -> None:
@@ -196,6 +210,8 @@ class Batcher(Generic[In, Out]):
         for instance in self._instances:
             instance.executor.shutdown(wait=False)
         self._started = False
+        if self.device is not None:
+            self.device.leave(self)
 
     # ------------------------------------------------------------------ submitting
 
@@ -275,6 +291,45 @@ class Batcher(Generic[In, Out]):
                 self._dispatch()
             raise
 
+    @property
+    def width(self) -> float:
+        """Threads this batcher keeps busy when every instance computes."""
+        return self.instance_count * self.threads_per_instance
+
+    def demand_core_s(self) -> float:
+        """The compute it holds, in core-seconds: queued and promised work, and half of what
+        is running (on average half done); 0 until a rate is learnt."""
+        per_cost = self._rate.seconds_per_cost
+        if per_cost is None:
+            return 0.0
+        held = self._pending_cost + self._promised_cost + self._running_cost / 2.0
+        return per_cost * held * self.threads_per_instance
+
+    def reserve(
+        self,
+        cost: float,
+        *,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        items: int = 1,
+    ) -> Reservation:
+        """Admits work the caller will submit once it is prepared (audio decoded, text
+        phonemized), holding its cost against later arrivals until released. Raises
+        Overloaded, like ``submit``, when it is predicted to finish too late; release it
+        just before submitting (or on failure) - ``with batcher.reserve(...)`` does.
+        ``items``: how many requests the cost will be split into (they compute in
+        parallel on the instances)."""
+        if self._closed:
+            self.observer.rejected("closed")
+            raise BatcherClosed(f"{self.policy.name} is draining")
+        spread = min(max(items, 1), self.instance_count)
+        self._admit(float(cost) / spread, int(priority), timeout_s)
+        self._promised_cost += float(cost)
+        return Reservation(self, float(cost))
+
+    def _release(self, cost: float) -> None:
+        self._promised_cost = max(self._promised_cost - cost, 0.0)
+
     def estimated_finish_s(self, cost: float = 1.0, priority: int = 0) -> float | None:
         """When a request submitted now should be done, in seconds; None until a batch has
         finished (nothing learnt yet)."""
@@ -287,12 +342,23 @@ class Batcher(Generic[In, Out]):
             ahead = sum(
                 r.cost for level, queue in self._queues.items() if level >= priority for r in queue
             )
-        return estimated_finish_s(
-            per_cost,
-            ahead_cost=ahead,
-            running_cost=self._running_cost,
-            instances=self.instance_count,
-            own_cost=cost,
+        ahead += self._promised_cost
+        if self.device is None:
+            return estimated_finish_s(
+                per_cost,
+                ahead_cost=ahead,
+                running_cost=self._running_cost,
+                instances=self.instance_count,
+                own_cost=cost,
+            )
+        threads = self.threads_per_instance
+        return shared_finish_s(
+            own_backlog_core_s=per_cost * (ahead + self._running_cost / 2.0) * threads,
+            own_width=min(self.width, self.device.parallelism),
+            others=[(m.demand_core_s(), m.width) for m in self.device.others(self)],
+            parallelism=self.device.parallelism,
+            own_compute_s=per_cost * cost,
+            own_threads=threads,
         )
 
     def _fair_start(self, caller: Hashable | None, cost: float, now: float) -> float:
@@ -477,6 +543,8 @@ class Batcher(Generic[In, Out]):
 
     async def _run(self, instance: _Instance[In, Out], batch: list[_Request[In, Out]]) -> None:
         assert self._loop is not None
+        device = self.device
+        mark = device.enter(self.threads_per_instance) if device is not None else None
         started = time.perf_counter()
         try:
             outcomes: list[Out | BaseException] = await self._loop.run_in_executor(
@@ -485,6 +553,11 @@ class Batcher(Generic[In, Out]):
         except BaseException as error:  # the executor itself failed; never strand callers
             outcomes = [error] * len(batch)
         elapsed = time.perf_counter() - started
+        solo_s = elapsed
+        if device is not None and mark is not None:
+            # Learn the time it would have taken alone (see batcher.admission.SharedDevice).
+            solo_s = elapsed / device.contention_since(mark)
+            device.exit(self.threads_per_instance)
         failed = 0
         for request, outcome in zip(batch, outcomes, strict=True):
             request.state = _DONE
@@ -497,7 +570,7 @@ class Batcher(Generic[In, Out]):
         cost = sum(request.cost for request in batch)
         self._running -= len(batch)
         self._running_cost = max(self._running_cost - cost, 0.0) if self._running else 0.0
-        self._rate.observe(cost=cost, seconds=elapsed)
+        self._rate.observe(cost=cost, seconds=solo_s)
         self.observer.batch_finished(len(batch), elapsed, failed)
         if self._adaptive is not None:
             self._adaptive.observe_batch(len(batch), elapsed)
@@ -506,14 +579,31 @@ class Batcher(Generic[In, Out]):
         self._dispatch()
 
 
+class Reservation:
+    """Admitted work not yet submitted (``Batcher.reserve``); release it once."""
+
+    def __init__(self, batcher: Batcher[Any, Any], cost: float) -> None:
+        self._batcher: Batcher[Any, Any] | None = batcher
+        self.cost = cost
+
+    def release(self) -> None:
+        if self._batcher is not None:
+            self._batcher._release(self.cost)
+            self._batcher = None
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
 def _similar(a: float, b: float, ratio: float) -> bool:
     low, high = min(a, b), max(a, b)
     return high <= low * ratio if low > 0 else high <= ratio
 
 
-def _run_isolating(
-    run_batch: BatchFunction[In, Out], items: list[In]
-) -> list[Out | BaseException]:
+def _run_isolating(run_batch: BatchFunction[In, Out], items: list[In]) -> list[Out | BaseException]:
     """Runs one batch; when it fails as a whole, runs each item alone to isolate the bad one."""
     try:
         outcomes = list(run_batch(items))
@@ -541,4 +631,4 @@ def _future_safe(outcome: Out | BaseException) -> Out | BaseException:
     return outcome
 
 
-__all__ = ["BatchFunction", "Batcher", "HandlerFactory", "RequestCancelled"]
+__all__ = ["BatchFunction", "Batcher", "HandlerFactory", "RequestCancelled", "Reservation"]

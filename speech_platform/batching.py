@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import TypeVar
 
-from batcher import Batcher, BatchPolicy, FanOutObserver, HandlerFactory, RecordingObserver
+from batcher import (
+    Batcher,
+    BatchPolicy,
+    FanOutObserver,
+    HandlerFactory,
+    RecordingObserver,
+    SharedDevice,
+)
 from speech_platform.config import BatcherSettings
 from speech_platform.metrics import PrometheusBatchObserver
 
@@ -28,15 +37,37 @@ def policy_from_settings(settings: BatcherSettings, name: str) -> BatchPolicy:
     )
 
 
+@functools.cache
+def cpu_device() -> SharedDevice:
+    """The CPU this process may run on, shared by every engine batcher that computes there,
+    so that admission in each sees the others' work (batcher.admission.SharedDevice)."""
+    return SharedDevice(parallelism=len(os.sched_getaffinity(0)))
+
+
 def make_batcher(
-    factory: HandlerFactory[In, Out], settings: BatcherSettings, *, model: str, instances: int
+    factory: HandlerFactory[In, Out],
+    settings: BatcherSettings,
+    *,
+    model: str,
+    instances: int,
+    threads: int = 1,
+    on_cpu: bool = True,
 ) -> tuple[Batcher[In, Out], RecordingObserver]:
-    """A batcher for one engine model; the RecordingObserver gives in-process counts."""
+    """A batcher for one engine model; the RecordingObserver gives in-process counts.
+
+    ``threads``: the compute threads of one instance (0: the engine's own choice, taken as
+    every core); ``on_cpu``: the engine computes on this process's CPU (not a GPU), so it
+    joins the CPU's shared admission.
+    """
     recording = RecordingObserver()
+    device = cpu_device() if on_cpu else None
+    per_instance = threads if threads > 0 else cpu_device().parallelism
     batcher: Batcher[In, Out] = Batcher(
         factory,
         policy_from_settings(settings, model),
         instances=instances,
         observer=FanOutObserver(recording, PrometheusBatchObserver(model)),
+        device=device,
+        threads_per_instance=per_instance,
     )
     return batcher, recording

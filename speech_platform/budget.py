@@ -62,7 +62,7 @@ class MemoryBudget:
                 f"{what} needs about {nbytes / MIB:.1f} MiB and the server's memory budget "
                 f"for requests in flight ({self.limit_bytes / MIB:.0f} MiB, "
                 f"server.memory_budget_mb) has {max(self.limit_bytes - self.in_use, 0) / MIB:.1f} "
-                "MiB free; retry shortly, or send shorter audio",
+                "MiB free; retry shortly, or send less audio or text",
                 retry_after_s=1.0,
             )
         self.in_use += nbytes

@@ -176,7 +176,16 @@ class TtsSettings(BaseModel):
     engines: list[EngineName] = Field(default_factory=lambda: list(ALL_ENGINES))
     default_piper_voice: str = "en_US-joe-medium"
     default_kokoro_voice: str = "af_heart"
+    #: Longest text one request may send, in characters as sent.
     max_text_chars: int = Field(5000, ge=1)
+    #: Longest text once numbers, symbols and abbreviations are spelled out (5,000 digits
+    #: become about 54,000 characters): refused before anything is phonemized.
+    max_normalized_chars: int = Field(20000, ge=1)
+    #: Most sentences in one request (short ones are then joined into at most 64 items).
+    max_sentences: int = Field(400, ge=1)
+    #: Longest audio one request may ask for, estimated from its normalised text and
+    #: speaking rate (tts_service/limits.py); longer work belongs in a synthesis job.
+    max_output_seconds: float = Field(1200.0, gt=0)
     piper_instances: int = Field(2, ge=1, le=64)
     piper_threads: int = Field(1, ge=0, le=64)
     #: Padded batches through one ONNX call; measured slower on a 2-core CPU, so off.

@@ -122,6 +122,17 @@ def decoding_bytes(
     return len(data) + min(len(data) * CONTAINER_EXPANSION, ceiling)
 
 
+def raw_seconds(
+    data: bytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
+) -> float | None:
+    """The duration of raw PCM from its size alone (None for containers, whose length is
+    known only once demuxed): what admission reserves before anything is decoded."""
+    if encoding not in RAW_ENCODINGS or sample_rate_hertz <= 0:
+        return None
+    width = 2 if encoding == common_pb2.AUDIO_ENCODING_LINEAR16 else 1
+    return len(data) / (width * max(audio_channel_count, 1) * sample_rate_hertz)
+
+
 def check_audio_config(
     data: bytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
 ) -> None:

@@ -26,7 +26,13 @@ from speech_platform.callers import caller_of
 from speech_platform.config import SttSettings
 from speech_platform.errors import Unavailable
 from stt_service.assembly import TRANSCRIPT_CODEC, Transcript, to_proto
-from stt_service.audio import RAW_ENCODINGS, check_audio_config, decode_audio, decoding_bytes
+from stt_service.audio import (
+    RAW_ENCODINGS,
+    check_audio_config,
+    decode_audio,
+    decoding_bytes,
+    raw_seconds,
+)
 from stt_service.options import TranscribeOptions, batcher_priority
 from stt_service.streaming import StreamingRecognizer
 from stt_service.transcriber import ResolvedOptions, Transcriber
@@ -69,33 +75,43 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
         caller = caller_of(context)
 
         async def compute() -> Transcript:
-            # Refused here, before any decoding, if even the shortest window would finish
-            # after the deadline (a cache hit never gets this far).
-            self._transcriber.check_admission(resolved, priority, context.time_remaining())
-            bound = decoding_bytes(
+            # Admitted here, before any decoding, for the audio's windows (when its size
+            # tells its length); their cost is held against later arrivals while it decodes,
+            # so a burst is refused on arrival (a cache hit never gets this far).
+            seconds = raw_seconds(
                 request.audio,
                 encoding=config.encoding,
                 sample_rate_hertz=config.sample_rate_hertz,
                 audio_channel_count=config.audio_channel_count,
-                max_seconds=self._settings.max_audio_seconds,
             )
-            with self._memory.reserve(bound, "this Transcribe call") as held:
-                decoded = await asyncio.to_thread(
-                    decode_audio,
+            with self._transcriber.reserve(
+                resolved, priority, context.time_remaining(), seconds
+            ) as promise:
+                bound = decoding_bytes(
                     request.audio,
                     encoding=config.encoding,
                     sample_rate_hertz=config.sample_rate_hertz,
                     audio_channel_count=config.audio_channel_count,
                     max_seconds=self._settings.max_audio_seconds,
                 )
-                held.resize(len(request.audio) + decoded.samples.nbytes)
-                return await self._transcriber.transcribe(
-                    decoded.samples,
-                    resolved,
-                    priority=priority,
-                    timeout_s=context.time_remaining(),
-                    caller=caller,
-                )
+                with self._memory.reserve(bound, "this Transcribe call") as held:
+                    decoded = await asyncio.to_thread(
+                        decode_audio,
+                        request.audio,
+                        encoding=config.encoding,
+                        sample_rate_hertz=config.sample_rate_hertz,
+                        audio_channel_count=config.audio_channel_count,
+                        max_seconds=self._settings.max_audio_seconds,
+                    )
+                    held.resize(len(request.audio) + decoded.samples.nbytes)
+                    promise.release()
+                    return await self._transcriber.transcribe(
+                        decoded.samples,
+                        resolved,
+                        priority=priority,
+                        timeout_s=context.time_remaining(),
+                        caller=caller,
+                    )
 
         key = _cache_key(request, resolved) if self._door.enabled else ""
         transcript, hit = await self._door.get_or_compute(key, compute, skip=config.skip_cache)

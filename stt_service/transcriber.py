@@ -27,7 +27,7 @@ from typing import Any
 import ctranslate2
 import numpy as np
 
-from batcher import Batcher, BatchFunction, Overloaded, RecordingObserver
+from batcher import Batcher, BatchFunction, RecordingObserver, Reservation
 from speech_platform.batching import make_batcher
 from speech_platform.config import SttSettings
 from speech_platform.errors import InvalidArgument, NotFound
@@ -53,7 +53,7 @@ from stt_service.whisper_engine import (
     WindowResult,
     encoder_frames,
 )
-from stt_service.windowing import Window, plan_windows
+from stt_service.windowing import MAX_WINDOW_S, Window, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,12 @@ class Transcriber:
 
         label = f"whisper-{name}"
         batcher, observer = make_batcher(
-            factory, settings.batcher, model=label, instances=settings.instances
+            factory,
+            settings.batcher,
+            model=label,
+            instances=settings.instances,
+            threads=settings.cpu_threads,
+            on_cpu=device == "cpu",
         )
         await batcher.start()
         await _warm_up(batcher, settings)
@@ -252,23 +257,30 @@ class Transcriber:
             ),
         )
 
-    def check_admission(
-        self, resolved: ResolvedOptions, priority: int, timeout_s: float | None
-    ) -> None:
-        """Raises Overloaded (before any decoding) when even a window of the shortest
-        encoder length would finish after ``timeout_s`` (see batcher.admission)."""
+    def reserve(
+        self,
+        resolved: ResolvedOptions,
+        priority: int,
+        timeout_s: float | None,
+        audio_seconds: float | None = None,
+    ) -> Reservation:
+        """Admits a request before its audio is decoded (see ``Batcher.reserve``): raises
+        Overloaded when its windows would finish after ``timeout_s``, else holds their cost
+        against later arrivals until released (release it before ``transcribe``).
+
+        ``audio_seconds``: the duration when known from the request's size (raw PCM);
+        unknown (a container), the shortest window is reserved.
+        """
         model = resolved.model
-        if timeout_s is None or not model.batcher.policy.admission:
-            return
-        shortest = model.frames_for(1) / MEL_FRAMES_PER_SECOND
-        finish = model.batcher.estimated_finish_s(shortest, priority)
-        if finish is not None and finish > timeout_s:
-            model.batcher.observer.rejected("admission")
-            raise Overloaded(
-                f"{model.label}: estimated to finish in {finish:.1f} s, after its deadline "
-                f"({timeout_s:.1f} s); retry later or on another replica",
-                retry_after_s=min(max(finish - timeout_s, 0.1), 60.0),
-            )
+        window = int(MAX_WINDOW_S * SAMPLE_RATE)
+        if audio_seconds is None:
+            cost = model.frames_for(1) / MEL_FRAMES_PER_SECOND
+        else:
+            full, rest = divmod(max(round(audio_seconds * SAMPLE_RATE), 1), window)
+            cost = full * model.frames_for(window) / MEL_FRAMES_PER_SECOND
+            if rest:
+                cost += model.frames_for(rest) / MEL_FRAMES_PER_SECOND
+        return model.batcher.reserve(cost, priority=priority, timeout_s=timeout_s)
 
     async def transcribe(
         self,

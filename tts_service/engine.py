@@ -21,7 +21,7 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 
-from batcher import Batcher, BatchFunction, QueueFull, RecordingObserver
+from batcher import Batcher, BatchFunction, QueueFull, RecordingObserver, Reservation
 from speech_platform.batching import make_batcher
 from speech_platform.config import BatcherSettings
 from speech_platform.errors import FailedPrecondition, SpeechError
@@ -29,6 +29,9 @@ from speech_platform.metrics import ENGINE_AUDIO_SECONDS
 from tts_service.voices import Voice
 
 log = logging.getLogger(__name__)
+
+#: What each instance says once at start (warm-up, and the first cost-per-char sample).
+WARM_UP_SENTENCE = "Hello there."
 
 
 class EngineError(SpeechError):
@@ -74,6 +77,10 @@ class Engine(abc.ABC, Generic[Prepared]):
     sample_rate: int
     #: Identifies the weights (a SHA-256), so cache entries die with a model change.
     model_version: str
+    #: Compute threads of one instance (0: onnxruntime's choice), for shared admission.
+    threads_per_instance: int = 1
+    #: Computes on this process's CPU (False on a GPU).
+    on_cpu: bool = True
 
     def __init__(self, batcher_settings: BatcherSettings, instances: int) -> None:
         self._batcher_settings = batcher_settings
@@ -82,6 +89,9 @@ class Engine(abc.ABC, Generic[Prepared]):
         self.recording: RecordingObserver | None = None
         #: The last sentences rendered, newest last.
         self.completions: deque[Completion] = deque(maxlen=4096)
+        #: Batcher cost (phonemes) per character of normalised text, learnt from what was
+        #: prepared: admission judges a request by it before phonemizing anything.
+        self.cost_per_char = 1.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -111,12 +121,15 @@ class Engine(abc.ABC, Generic[Prepared]):
             self._batcher_settings,
             model=self.name,
             instances=self._instances,
+            threads=self.threads_per_instance,
+            on_cpu=self.on_cpu,
         )
         await batcher.start()
         # One short sentence per instance: the first caller does not pay the first run, and
         # the batcher knows its compute rate before traffic arrives (admission predicts
         # nothing without it, and an engine reached only by fallback would admit a burst).
-        warm_up = await asyncio.to_thread(self.prepare, "Hello there.", self.voices()[0], 1.0)
+        warm_up = await asyncio.to_thread(self.prepare, WARM_UP_SENTENCE, self.voices()[0], 1.0)
+        self.observe_prepared(len(WARM_UP_SENTENCE), warm_up.cost)
         await asyncio.gather(
             *(batcher.submit(warm_up, cost=warm_up.cost) for _ in range(self._instances))
         )
@@ -135,6 +148,20 @@ class Engine(abc.ABC, Generic[Prepared]):
         return self._batcher is not None and not self._batcher.closed
 
     # ------------------------------------------------------------------ serving
+
+    def observe_prepared(self, chars: int, cost: int) -> None:
+        """Learns the cost per character from text just phonemized (smoothed)."""
+        if chars > 0 and cost > 0:
+            self.cost_per_char += 0.2 * (cost / chars - self.cost_per_char)
+
+    def reserve(
+        self, chars: int, items: int, *, priority: int = 0, timeout_s: float | None = None
+    ) -> Reservation:
+        """Admits ``chars`` of normalised text in ``items`` sentences before they are
+        phonemized (see ``Batcher.reserve``): Overloaded when predicted too late."""
+        return self._require_batcher().reserve(
+            chars * self.cost_per_char, priority=priority, timeout_s=timeout_s, items=items
+        )
 
     def has_room_for(self, items: int) -> bool:
         """False when ``items`` more would overflow the queue (the engine is overloaded)."""

@@ -89,6 +89,8 @@ class KokoroEngine(Engine[PreparedItem]):
         super().__init__(settings.kokoro_batcher, settings.kokoro_instances)
         self._model_dir = model_dir
         self._threads = settings.kokoro_threads
+        self.threads_per_instance = settings.kokoro_threads
+        self.on_cpu = settings.kokoro_device == "cpu"
         self._providers = onnx_providers(settings.kokoro_device)
         self._model_path: Path | None = None
         self._styles: dict[str, np.ndarray] = {}

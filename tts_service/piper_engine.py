@@ -72,6 +72,7 @@ class PiperEngine(Engine[PreparedItem]):
         super().__init__(settings.piper_batcher, settings.piper_instances)
         self._model_dir = model_dir
         self._threads = settings.piper_threads
+        self.threads_per_instance = settings.piper_threads
         self.padded_batching = settings.piper_padded_batching
         self._model_path: Path | None = None
         self._config: PiperConfig | None = None

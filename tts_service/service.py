@@ -31,7 +31,7 @@ class TextToSpeechService:
             engines.append(PiperEngine(settings, ctx.settings.model_dir))
         if "kokoro" in settings.engines:
             engines.append(KokoroEngine(settings, ctx.settings.model_dir))
-        self.synthesizer = Synthesizer(settings, engines)
+        self.synthesizer = Synthesizer(settings, engines, ctx.memory)
         self.door = CacheDoor(ctx.cache, "tts", RESULT_CODEC)
         self.servicer = TextToSpeechServicer(self.synthesizer, self.door)
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from batcher import QueueFull
 from speech_platform import priority
+from speech_platform.budget import MemoryBudget
 from speech_platform.cache import CacheDoor, cache_key
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
@@ -44,6 +45,7 @@ from tts_service.audio_encoding import (
 )
 from tts_service.convert import CHUNK_CODEC, RESULT_CODEC
 from tts_service.engine import Engine, EngineError, PreparedItem
+from tts_service.limits import check_text_limits, estimated_output_bytes
 from tts_service.results import (
     PRIORITY_HIGH,
     PRIORITY_LOW,
@@ -75,9 +77,13 @@ PIPELINE_VERSION = 1
 SENTENCE_LEVELS = 4
 #: A request never puts more items than this in a queue (tiny sentences are joined).
 MAX_ITEMS_PER_REQUEST = 64
+#: Texts up to this long are normalised on the event loop (well under a millisecond);
+#: longer ones in a thread.
+INLINE_TEXT_CHARS = 400
 
 #: The door a caller without a cache goes through (every call computes).
 NO_CACHE: CacheDoor[SynthesisResult] = CacheDoor(None, "tts", RESULT_CODEC)
+
 
 @dataclass
 class _Plan:
@@ -90,6 +96,8 @@ class _Plan:
     speaking_rate: float
     gain_db: float
     deadline: float | None
+    #: What the request holds until it ends (its share of the memory budget).
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     fallback_reason: str = ""
     voice: Voice = field(init=False)
 
@@ -125,8 +133,14 @@ class _Plan:
 class Synthesizer:
     """Serves synthesis over the loaded engines."""
 
-    def __init__(self, settings: TtsSettings, engines: Sequence[Engine[PreparedItem]]) -> None:
+    def __init__(
+        self,
+        settings: TtsSettings,
+        engines: Sequence[Engine[PreparedItem]],
+        memory: MemoryBudget | None = None,
+    ) -> None:
         self.settings = settings
+        self.memory = memory or MemoryBudget()
         self.engines = {engine.name: engine for engine in engines}
         self.catalog = VoiceCatalog([])
         self.router = Router(self.catalog, {})
@@ -147,23 +161,22 @@ class Synthesizer:
         wanted = engine.strip().lower()
         if wanted and wanted not in ("piper", "kokoro"):
             raise InvalidArgument(f"engine must be 'piper' or 'kokoro' (or empty); got {engine!r}")
-        return sorted(
-            self.catalog.list(language_code, wanted), key=lambda v: (v.engine, v.name)
-        )
+        return sorted(self.catalog.list(language_code, wanted), key=lambda v: (v.engine, v.name))
 
     # ------------------------------------------------------------------ unary
 
     async def synthesize(
         self, request: SynthesisRequest, door: CacheDoor[SynthesisResult] = NO_CACHE
     ) -> SynthesisResult:
-        plan = self._plan(request)
-        while True:
-            try:
-                return await self._attempt(plan, door)
-            except (QueueFull, EngineError) as error:
-                reason = OVERLOADED if isinstance(error, QueueFull) else ENGINE_ERROR
-                if not plan.switch_to_fallback(reason):
-                    raise
+        plan = await self._plan(request)
+        with plan.held:
+            while True:
+                try:
+                    return await self._attempt(plan, door)
+                except (QueueFull, EngineError) as error:
+                    reason = OVERLOADED if isinstance(error, QueueFull) else ENGINE_ERROR
+                    if not plan.switch_to_fallback(reason):
+                        raise
 
     async def _attempt(self, plan: _Plan, door: CacheDoor[SynthesisResult]) -> SynthesisResult:
         engine = self.engines[plan.voice.engine]
@@ -194,8 +207,7 @@ class Synthesizer:
         )
 
     async def _render(self, engine: Engine[PreparedItem], plan: _Plan) -> np.ndarray:
-        items = await self._prepare(engine, plan)
-        tasks = await self._submit_all(engine, plan, items)
+        _, tasks = await self._prepare_and_submit(engine, plan)
         try:
             pieces = await asyncio.gather(*tasks)
         finally:
@@ -213,7 +225,14 @@ class Synthesizer:
         out; after that the voice cannot change mid-stream, so a failure ends the stream.
         """
         arrived = time.perf_counter()
-        plan = self._plan(request)
+        plan = await self._plan(request)
+        with plan.held:
+            async for chunk in self._stream_plan(plan, door, arrived):
+                yield chunk
+
+    async def _stream_plan(
+        self, plan: _Plan, door: CacheDoor[SynthesisResult], arrived: float
+    ) -> AsyncGenerator[SynthesisChunk, None]:
         while True:
             engine = self.engines[plan.voice.engine]
             output = plan.output()
@@ -249,8 +268,7 @@ class Synthesizer:
         self, engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat
     ) -> AsyncGenerator[SynthesisChunk, None]:
         """Renders the sentences live, one chunk each (the cache is the caller's door)."""
-        items = await self._prepare(engine, plan)
-        tasks = await self._submit_all(engine, plan, items)
+        items, tasks = await self._prepare_and_submit(engine, plan)
         pipeline = AudioPipeline(engine.sample_rate, output, plan.gain_db, streaming=True)
         try:
             for index, (item, task) in enumerate(zip(items, tasks, strict=True)):
@@ -273,7 +291,10 @@ class Synthesizer:
 
     # ------------------------------------------------------------------ shared steps
 
-    def _plan(self, request: SynthesisRequest) -> _Plan:
+    async def _plan(self, request: SynthesisRequest) -> _Plan:
+        """Checks a request and normalises its text (a long one in a thread, so the event
+        loop never waits on it), refusing what passes a limit before anything is
+        phonemized, and reserves the memory its audio will take."""
         text = request.text
         if not text or not text.strip():
             raise InvalidArgument("text is empty; give the words to speak")
@@ -281,7 +302,7 @@ class Synthesizer:
         if len(text) > limit:
             raise InvalidArgument(
                 f"text has {len(text)} characters; this server takes at most {limit} per "
-                "request (split it, or submit a bulk-synthesis job)"
+                "request (tts.max_text_chars): split it, or submit a bulk-synthesis job"
             )
         speaking_rate = validate_speaking_rate(request.speaking_rate)
         gain_db = validate_gain_db(request.volume_gain_db)
@@ -291,21 +312,33 @@ class Synthesizer:
             request.voice, request.tier, disable_fallback=request.disable_fallback
         )
         resolve_output(request.encoding, request.sample_rate_hertz, route.voice.sample_rate)
-        normalized = normalize(text)
-        sentences = pack_sentences(
-            split_sentences(normalized, DEFAULT_MAX_SENTENCE_CHARS),
-            MAX_ITEMS_PER_REQUEST,
-            DEFAULT_MAX_SENTENCE_CHARS,
-        )
+        deadline = None
+        if request.timeout_s is not None and math.isfinite(request.timeout_s):
+            deadline = time.monotonic() + request.timeout_s
+        if len(text) <= INLINE_TEXT_CHARS:
+            normalized, sentences = _split(text)
+        else:
+            normalized, sentences = await asyncio.to_thread(_split, text)
+        seconds = check_text_limits(normalized, len(sentences), speaking_rate, self.settings)
         if not sentences:
             raise InvalidArgument(
                 "text has nothing to speak once emoji, symbols and characters of scripts "
                 "the English voices cannot read are left out"
             )
-        deadline = None
-        if request.timeout_s is not None and math.isfinite(request.timeout_s):
-            deadline = time.monotonic() + request.timeout_s
-        return _Plan(request, route, normalized, sentences, speaking_rate, gain_db, deadline)
+        plan = _Plan(
+            request,
+            route,
+            normalized,
+            pack_sentences(sentences, MAX_ITEMS_PER_REQUEST, DEFAULT_MAX_SENTENCE_CHARS),
+            speaking_rate,
+            gain_db,
+            deadline,
+        )
+        rate = max(v.sample_rate for v in (route.voice, route.fallback) if v is not None)
+        plan.held.enter_context(
+            self.memory.reserve(estimated_output_bytes(seconds, rate), "this synthesis call")
+        )
+        return plan
 
     async def _prepare(self, engine: Engine[PreparedItem], plan: _Plan) -> list[PreparedItem]:
         """Phonemizes every sentence (in a thread); sentences with nothing to say drop out."""
@@ -321,9 +354,28 @@ class Synthesizer:
             return items
 
         items = await asyncio.to_thread(prepare_all)
+        for item in items:
+            engine.observe_prepared(len(item.sentence), item.cost)
         if not items:
             raise InvalidArgument(f"text has nothing that voice {voice.name} can speak")
         return items
+
+    async def _prepare_and_submit(
+        self, engine: Engine[PreparedItem], plan: _Plan
+    ) -> tuple[list[PreparedItem], list[asyncio.Task[np.ndarray]]]:
+        """Admits the request on ``engine`` before phonemizing it (a burst is refused on
+        arrival, not after its phonemes are made), then phonemizes and queues every item."""
+        first_level = plan.request.priority * SENTENCE_LEVELS + SENTENCE_LEVELS - 1
+        with engine.reserve(
+            len(plan.normalized),
+            len(plan.sentences),
+            priority=first_level,
+            timeout_s=plan.remaining_s(),
+        ) as promise:
+            items = await self._prepare(engine, plan)
+            promise.release()
+            tasks = await self._submit_all(engine, plan, items)
+        return items, tasks
 
     async def _submit_all(
         self, engine: Engine[PreparedItem], plan: _Plan, items: list[PreparedItem]
@@ -376,6 +428,11 @@ def synthesis_cache_key(
             "pipeline": PIPELINE_VERSION,
         },
     )
+
+
+def _split(text: str) -> tuple[str, list[str]]:
+    normalized = normalize(text)
+    return normalized, split_sentences(normalized, DEFAULT_MAX_SENTENCE_CHARS)
 
 
 def _encode_piece(pipeline: AudioPipeline, audio: np.ndarray, last: bool) -> bytes:

@@ -415,6 +415,11 @@ BAD = [
      "nothing to speak"),
     ({"text": "\x00\x01\x02\x1b"}, grpc.StatusCode.INVALID_ARGUMENT, "nothing to speak"),
     ({"text": "?!... ---"}, grpc.StatusCode.INVALID_ARGUMENT, "nothing to speak"),
+    # Within max_text_chars, but asking for far more than it looks (limits.py):
+    ({"text": "12345678 " * 500}, grpc.StatusCode.INVALID_ARGUMENT, "tts.max_normalized_chars"),
+    ({"text": "Hi. " * 1000}, grpc.StatusCode.INVALID_ARGUMENT, "tts.max_sentences"),
+    ({"text": "word " * 990, "speaking_rate": 0.25}, grpc.StatusCode.INVALID_ARGUMENT,
+     "tts.max_output_seconds"),
 ]
 
 

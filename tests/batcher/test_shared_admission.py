@@ -1,0 +1,125 @@
+"""Admission that sees past its own queue: reservations and batchers sharing a CPU.
+
+A burst arrives faster than requests are prepared (decoded, phonemized), so a batcher
+that judged each arrival by its queue alone would find it empty and admit them all;
+``reserve`` holds the cost of admitted-but-unprepared work. And two batchers on the same
+cores (``SharedDevice``) count each other's work, so a burst on both is not admitted
+twice over. Rates are seeded (1 s of compute per unit of cost) and instances held busy by
+a gate, so every prediction is exact and nothing depends on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from batcher import Batcher, BatchPolicy, Overloaded, SharedDevice
+
+POLICY = BatchPolicy(max_batch_size=1, max_queue_delay_s=0)
+
+
+class Gated:
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.computed: list[int] = []
+
+    def factory(self, instance: int):
+        def run_batch(items: list[int]) -> list[int]:
+            self.gate.wait(timeout=30)
+            self.computed.extend(items)
+            return items
+
+        return run_batch
+
+
+async def _seeded(engine: Gated, device: SharedDevice | None = None, **kw) -> Batcher:
+    batcher: Batcher[int, int] = Batcher(engine.factory, POLICY, device=device, **kw)
+    await batcher.start()
+    batcher._rate.observe(cost=1.0, seconds=1.0)
+    return batcher
+
+
+async def test_a_reservation_holds_its_cost_against_later_arrivals_until_released():
+    engine = Gated()
+    engine.gate.set()
+    batcher = await _seeded(engine)
+    # Nothing queued: 1 s for a request of cost 1.
+    assert batcher.estimated_finish_s(cost=1.0) == pytest.approx(1.0)
+    promise = batcher.reserve(5.0, timeout_s=10.0)
+    # Five seconds promised ahead now count, though nothing is queued yet.
+    assert batcher.pending == 0
+    assert batcher.estimated_finish_s(cost=1.0) == pytest.approx(6.0)
+    with pytest.raises(Overloaded, match="estimated to finish in 6.0 s"):
+        batcher.reserve(1.0, timeout_s=4.0)
+    promise.release()
+    promise.release()  # idempotent: released once
+    assert batcher.estimated_finish_s(cost=1.0) == pytest.approx(1.0)
+    with batcher.reserve(1.0, timeout_s=4.0):
+        assert batcher.demand_core_s() == pytest.approx(1.0)
+    assert batcher.demand_core_s() == 0.0
+    await batcher.close()
+
+
+async def test_a_reservation_for_several_items_is_judged_on_the_instances_in_parallel():
+    engine = Gated()
+    engine.gate.set()
+    batcher = await _seeded(engine, instances=2)
+    # 6 units in 3 sentences over 2 instances: judged as 3 s of own compute, not 6.
+    with pytest.raises(Overloaded):
+        batcher.reserve(6.0, timeout_s=2.5, items=3)
+    with batcher.reserve(6.0, timeout_s=3.5, items=3):
+        pass
+    await batcher.close()
+
+
+async def test_batchers_on_one_device_count_each_others_work():
+    cpu = SharedDevice(parallelism=1)
+    stt_engine, tts_engine = Gated(), Gated()
+    stt = await _seeded(stt_engine, cpu)
+    tts = await _seeded(tts_engine, cpu)
+    alone = stt.estimated_finish_s(cost=1.0)
+    assert alone == pytest.approx(1.0)
+    # TTS has 4 s of work queued (one running, held by its gate, and three waiting).
+    tasks = [asyncio.ensure_future(tts.submit(i, cost=1.0)) for i in range(4)]
+    async with asyncio.timeout(10):
+        while tts.running < 1:  # noqa: ASYNC110 - the batcher has no event for this
+            await asyncio.sleep(0)
+    assert tts.demand_core_s() == pytest.approx(3.5)
+    # An STT request of cost 1 now shares the one core with TTS's work: twice as slow.
+    assert stt.estimated_finish_s(cost=1.0) == pytest.approx(2.0)
+    # STT work queued ahead (3 s) shares the core with as much of TTS's: 3 + 3 + own 2.
+    stt_tasks = [asyncio.ensure_future(stt.submit(i, cost=1.0)) for i in range(4)]
+    async with asyncio.timeout(10):
+        while stt.running < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+    assert stt.estimated_finish_s(cost=1.0) == pytest.approx(3.5 + 3.5 + 2.0)
+    # A batcher alone would have predicted 4.5 s and admitted a 5 s deadline.
+    with pytest.raises(Overloaded):
+        await stt.submit(9, cost=1.0, timeout_s=5.0)
+    stt_engine.gate.set()
+    tts_engine.gate.set()
+    await asyncio.gather(*tasks, *stt_tasks)
+    await stt.close()
+    await tts.close()
+    assert cpu.others(stt) == []  # a closed batcher leaves the device
+
+
+def test_contention_is_the_mean_of_busy_threads_per_core_over_the_batch():
+    times = iter([0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0, 3.0])
+    cpu = SharedDevice(parallelism=1, clock=lambda: next(times))
+    mark = cpu.enter(1.0)  # our batch: [0, 2]
+    cpu.enter(1.0)  # a neighbour joins at 1 s
+    # Busy thread-seconds over [0, 2]: 2 + 1 = 3, on one core: it ran 1.5x slower.
+    assert cpu.contention_since(mark) == pytest.approx(1.5)
+    cpu.exit(1.0)
+    cpu.exit(1.0)
+    assert cpu.contention_since(cpu.enter(0.0)) == 1.0  # nothing busy: never below 1
+
+
+def test_contention_never_speeds_a_batch_up():
+    times = iter([0.0, 0.0, 1.0])
+    cpu = SharedDevice(parallelism=4, clock=lambda: next(times))
+    mark = cpu.enter(1.0)  # one thread on four cores: as fast as alone, not 4x faster
+    assert cpu.contention_since(mark) == 1.0
