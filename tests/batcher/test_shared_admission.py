@@ -51,7 +51,7 @@ async def test_a_reservation_holds_its_cost_against_later_arrivals_until_release
     # Five seconds promised ahead now count, though nothing is queued yet.
     assert batcher.pending == 0
     assert batcher.estimated_finish_s(cost=1.0) == pytest.approx(6.0)
-    with pytest.raises(Overloaded, match="estimated to finish in 6.0 s"):
+    with pytest.raises(Overloaded, match=r"estimated to finish in 6\.0 s"):
         batcher.reserve(1.0, timeout_s=4.0)
     promise.release()
     promise.release()  # idempotent: released once
