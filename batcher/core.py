@@ -92,6 +92,7 @@ class _Request(Generic[In, Out]):
     fair_at: float
     deadline: float | None
     future: asyncio.Future[Out]
+    caller: Hashable | None = None
     timer: asyncio.TimerHandle | None = None
     state: int = _QUEUED
 
@@ -138,6 +139,8 @@ class Batcher(Generic[In, Out]):
         #: Per caller: the virtual time its queued work would be served by (fair queuing).
         self._caller_clock: dict[Hashable, float] = {}
         self._callers_seen = False
+        #: Per caller: the cost it has waiting (for the queue-share metric).
+        self._caller_queued: dict[Hashable, float] = {}
         self._seq = itertools.count()
         self._instances: list[_Instance[In, Out]] = []
         self._idle: deque[_Instance[In, Out]] = deque()
@@ -272,12 +275,15 @@ class Batcher(Generic[In, Out]):
             fair_at=self._fair_start(caller, float(cost), now),
             deadline=None if timeout_s is None else now + timeout_s,
             future=loop.create_future(),
+            caller=caller,
         )
         if request.deadline is not None:
             request.timer = loop.call_at(request.deadline, self._expire, request)
         self._queues.setdefault(request.priority, deque()).append(request)
         self._pending += 1
         self._pending_cost += request.cost
+        if caller is not None:
+            self._caller_queued[caller] = self._caller_queued.get(caller, 0.0) + request.cost
         self.observer.pending_changed(self._pending)
         if self._adaptive is not None:
             self._adaptive.observe_arrival(now)
@@ -326,6 +332,23 @@ class Batcher(Generic[In, Out]):
         self._admit(float(cost) / spread, int(priority), timeout_s)
         self._promised_cost += float(cost)
         return Reservation(self, float(cost))
+
+    def queue_share(self) -> tuple[int, float]:
+        """(callers with work waiting, the largest one's share of the waiting cost): how
+        far one caller dominates the queue (fair queuing keeps its effect on others small)."""
+        total = sum(self._caller_queued.values())
+        if total <= 0:
+            return len(self._caller_queued), 0.0
+        return len(self._caller_queued), max(self._caller_queued.values()) / total
+
+    def _unqueue_caller(self, request: _Request[In, Out]) -> None:
+        if request.caller is None:
+            return
+        left = self._caller_queued.get(request.caller, 0.0) - request.cost
+        if left <= 1e-9:
+            self._caller_queued.pop(request.caller, None)
+        else:
+            self._caller_queued[request.caller] = left
 
     def _release(self, cost: float) -> None:
         self._promised_cost = max(self._promised_cost - cost, 0.0)
@@ -398,6 +421,7 @@ class Batcher(Generic[In, Out]):
     def _withdraw(self, request: _Request[In, Out]) -> None:
         """Takes a waiting request out of its queue (it will never be computed)."""
         self._queues[request.priority].remove(request)
+        self._unqueue_caller(request)
         self._pending -= 1
         self._pending_cost -= request.cost
         request.state = _DONE
@@ -527,6 +551,7 @@ class Batcher(Generic[In, Out]):
             cost += request.cost
         for request in batch:
             self._queues[request.priority].remove(request)
+            self._unqueue_caller(request)
             request.state = _RUNNING
             if request.timer is not None:
                 request.timer.cancel()

@@ -15,7 +15,11 @@ from batcher import (
     SharedDevice,
 )
 from speech_platform.config import BatcherSettings
-from speech_platform.metrics import PrometheusBatchObserver
+from speech_platform.metrics import (
+    BATCH_QUEUED_CALLERS,
+    BATCH_TOP_CALLER_SHARE,
+    PrometheusBatchObserver,
+)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -70,4 +74,6 @@ def make_batcher(
         device=device,
         threads_per_instance=per_instance,
     )
+    BATCH_QUEUED_CALLERS.labels(model).set_function(lambda: batcher.queue_share()[0])
+    BATCH_TOP_CALLER_SHARE.labels(model).set_function(lambda: batcher.queue_share()[1])
     return batcher, recording

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from speech_platform.errors import ResourceExhausted
-from speech_platform.metrics import MEMORY_BUDGET_IN_USE
+from speech_platform.metrics import MEMORY_BUDGET_IN_USE, REFUSALS
 
 MIB = 1024 * 1024
 
@@ -58,6 +58,7 @@ class MemoryBudget:
 
     def _take(self, nbytes: int, what: str) -> None:
         if nbytes > 0 and self.limit_bytes and self.in_use + nbytes > self.limit_bytes:
+            REFUSALS.labels("memory_budget").inc()
             raise ResourceExhausted(
                 f"{what} needs about {nbytes / MIB:.1f} MiB and the server's memory budget "
                 f"for requests in flight ({self.limit_bytes / MIB:.0f} MiB, "

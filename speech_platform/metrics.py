@@ -49,6 +49,20 @@ BATCH_REJECTIONS = Counter(
     "Requests the batcher did not compute, by reason (queue_full, deadline, cancelled, closed)",
     ["model", "reason"],
 )
+BATCH_TOP_CALLER_SHARE = Gauge(
+    "speech_batcher_top_caller_share",
+    "Share of the waiting work (cost) held by the caller with the most waiting; 0 when idle",
+    ["model"],
+)
+BATCH_QUEUED_CALLERS = Gauge(
+    "speech_batcher_queued_callers", "Callers with work waiting for a batch", ["model"]
+)
+REFUSALS = Counter(
+    "speech_refusals_total",
+    "Requests refused by a server limit before any work (batcher refusals are counted in "
+    "speech_batcher_rejections_total): memory_budget, streams, streams_per_caller",
+    ["reason"],
+)
 BATCH_ITEM_FAILURES = Counter(
     "speech_batcher_item_failures_total", "Batch items whose engine call failed", ["model"]
 )

@@ -50,6 +50,7 @@ from speech_platform.errors import (
     Unavailable,
 )
 from speech_platform.metrics import (
+    REFUSALS,
     STT_STREAM_FINAL_LATENCY,
     STT_STREAM_INTERIM_LATENCY,
     STT_STREAMS_ACTIVE,
@@ -97,12 +98,14 @@ class StreamSlots:
     @contextmanager
     def take(self, caller: str) -> Iterator[None]:
         if sum(self.open.values()) >= self.total:
+            REFUSALS.labels("streams").inc()
             raise ResourceExhausted(
                 f"this server serves at most {self.total} streams at once "
                 "(stt.max_concurrent_streams); retry shortly or on another replica",
                 retry_after_s=1.0,
             )
         if self.open[caller] >= self.per_caller:
+            REFUSALS.labels("streams_per_caller").inc()
             raise ResourceExhausted(
                 f"this caller has {self.open[caller]} streams open, the most one caller may "
                 "(stt.max_streams_per_caller); close one first",

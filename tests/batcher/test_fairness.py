@@ -62,3 +62,29 @@ async def test_two_floods_are_served_in_turns():
 async def test_without_callers_the_order_is_arrival():
     items = [(f"r{k}", None) for k in range(8)]
     assert await _order_of(items) == [i for i, _ in items]
+
+
+async def test_the_queue_share_shows_how_far_one_caller_dominates_the_queue():
+    gate, order = threading.Event(), list[str]()
+    batcher: Batcher[str, str] = Batcher(
+        _engine(gate, order), BatchPolicy(max_batch_size=1, max_queue_delay_s=0)
+    )
+    await batcher.start()
+    assert batcher.queue_share() == (0, 0.0)
+    first = asyncio.ensure_future(batcher.submit("busy", caller="a"))
+    async with asyncio.timeout(10):
+        while batcher.running < 1:  # noqa: ASYNC110 - the batcher has no event for this
+            await asyncio.sleep(0)
+    tasks = [asyncio.ensure_future(batcher.submit(f"a{k}", caller="a")) for k in range(6)]
+    tasks += [asyncio.ensure_future(batcher.submit("b0", caller="b", cost=2.0))]
+    await asyncio.sleep(0)
+    # Waiting: six of cost 1 from "a", one of cost 2 from "b"; the running one not counted.
+    callers, top = batcher.queue_share()
+    assert (callers, round(top, 3)) == (2, 0.75)
+    tasks[0].cancel()  # a withdrawn request leaves the share too
+    await asyncio.sleep(0)
+    assert round(batcher.queue_share()[1], 3) == round(5 / 7, 3)
+    gate.set()
+    await asyncio.gather(first, *tasks[1:])
+    assert batcher.queue_share() == (0, 0.0)
+    await batcher.close()

@@ -25,7 +25,7 @@ DASHBOARD = MONITORING / "dashboards" / "speech-platform.json"
 REQUIRED_ALERTS = {
     "SpeechBatcherQueueFull", "SpeechBatcherBacklog", "SpeechHighErrorRate",
     "SpeechSynthesizeLatencyHigh", "SpeechTranscribeLatencyHigh", "SpeechRedisDown",
-    "SpeechCacheBreakerOpen", "SpeechWorkersStuck",
+    "SpeechCacheBreakerOpen", "SpeechWorkersStuck", "SpeechSustainedRefusals",
 }
 #: Grafana variables, replaced by plain values so promtool can parse the panel queries.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$namespace": "speech"}
