@@ -23,7 +23,7 @@ from speech_platform.config import Settings
 from speech_platform.errors import InvalidArgument, NotFound
 from speech_platform.service import ServiceContext, SpeechService
 from stt_service.assembly import to_proto
-from stt_service.audio import RAW_ENCODINGS, decode_audio
+from stt_service.audio import RAW_ENCODINGS, decode_audio_async
 from stt_service.options import TranscribeOptions, batcher_priority
 from stt_service.service import SpeechToTextService
 from stt_service.transcriber import ResolvedOptions, Transcriber
@@ -71,8 +71,7 @@ class TranscriberEngine:
         on_progress: ProgressCallback,
     ) -> stt_pb2.TranscribeResponse:
         resolved = self._resolve(TranscribeOptions.from_config(config))
-        decoded = await asyncio.to_thread(
-            decode_audio,
+        decoded = await decode_audio_async(
             audio,
             encoding=config.encoding,
             sample_rate_hertz=config.sample_rate_hertz,

@@ -29,6 +29,7 @@ from speech_jobs.submission import (
     synthesis_submission,
     transcription_submission,
 )
+from speech_platform.budget import MIB
 from speech_platform.errors import InvalidArgument, NotFound, Unavailable
 from speech_platform.service import ServiceContext
 
@@ -69,7 +70,9 @@ class JobsService:
         jobs = self._settings.jobs
         self._engines = engines_from_services(self._ctx.services)
         if self._in_process:
-            store = MemoryJobStore(ttl_s=jobs.result_ttl_s)
+            store = MemoryJobStore(
+                ttl_s=jobs.result_ttl_s, max_audio_bytes=jobs.max_queued_audio_mb * MIB
+            )
             runner = JobRunner(store, self._engines, jobs, owner="local")
             self._store = store
             self._dispatcher = LocalDispatcher(runner, jobs.local_concurrency)

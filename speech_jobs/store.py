@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from speech_jobs.records import TERMINAL_STATES, JobRecord, JobState
+from speech_platform.budget import MIB
+from speech_platform.errors import ResourceExhausted
 
 #: Newest-first listing returns at most this many jobs.
 MAX_LIST = 1000
@@ -126,10 +128,16 @@ class _Entry:
 
 
 class MemoryJobStore:
-    """In-process records for the embedded backend; final jobs expire after ``ttl_s``."""
+    """In-process records for the embedded backend; final jobs expire after ``ttl_s``.
 
-    def __init__(self, ttl_s: float) -> None:
+    Queued jobs keep their uploaded audio in this process's memory until they run, so the
+    audio held in all is capped (``max_audio_bytes``, jobs.max_queued_audio_mb): past it a
+    submission gets RESOURCE_EXHAUSTED instead of growing the server without bound.
+    """
+
+    def __init__(self, ttl_s: float, max_audio_bytes: int = 0) -> None:
         self._ttl_s = ttl_s
+        self._max_audio_bytes = max_audio_bytes
         self._entries: dict[str, _Entry] = {}
         self._changed = asyncio.Condition()
 
@@ -182,6 +190,14 @@ class MemoryJobStore:
         existing = self._live(record.job_id)
         if existing is not None:
             return existing.record, False
+        held = sum(len(e.audio) for e in self._entries.values() if e.audio)
+        if audio and self._max_audio_bytes and held + len(audio) > self._max_audio_bytes:
+            raise ResourceExhausted(
+                f"queued jobs hold {held / MIB:.0f} MiB of audio in this server, and this one "
+                f"would pass its limit of {self._max_audio_bytes / MIB:.0f} MiB "
+                "(jobs.max_queued_audio_mb): retry when jobs have run, or use the celery backend",
+                retry_after_s=5.0,
+            )
         created = record.evolve(state=JobState.QUEUED, version=1)
         self._entries[record.job_id] = _Entry(created, spec, audio)
         await self._notify()

@@ -46,10 +46,13 @@ class MemoryBudget:
     def __init__(self, limit_bytes: int = 0) -> None:
         self.limit_bytes = limit_bytes
         self.in_use = 0
+        #: Reservations made so far: tells an idle-memory trimmer there was work.
+        self.reservations = 0
 
     @contextmanager
     def reserve(self, nbytes: int, what: str) -> Iterator[Reservation]:
         self._take(nbytes, what)
+        self.reservations += 1
         held = Reservation(self, nbytes)
         try:
             yield held

@@ -123,6 +123,9 @@ class ServerSettings(BaseModel):
     #: decoding makes of it), in MiB; a request that would pass it gets RESOURCE_EXHAUSTED
     #: before decoding (speech_platform/budget.py). 0 = no limit.
     memory_budget_mb: int = Field(1024, ge=0)
+    #: After a burst, once no request holds memory, free heap pages go back to the OS
+    #: (glibc malloc_trim), checked this often in seconds; 0 = never.
+    trim_idle_memory_s: float = Field(5.0, ge=0)
 
 
 class SttSettings(BaseModel):
@@ -221,6 +224,9 @@ class JobsSettings(BaseModel):
     broker_url: str = ""
     local_concurrency: int = Field(1, ge=1, le=64)
     max_audio_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    #: Audio that jobs queued in this process (the local backend) may hold in all, in MiB;
+    #: past it a submission gets RESOURCE_EXHAUSTED. 0 = no cap.
+    max_queued_audio_mb: int = Field(1024, ge=0)
     max_audio_seconds: float = Field(4 * 3600.0, gt=0)
     max_texts: int = Field(10_000, ge=1)
     #: Must exceed the longest job, or Redis re-delivers a job still running.

@@ -13,13 +13,20 @@ more, but made every model call map and fault in its buffers afresh: STT CPU per
 
 ``MALLOC_ARENA_MAX`` in the environment does the same; doing it here means every way of
 starting a server gets it. A no-op where the C library is not glibc.
+
+Even with two arenas, a burst leaves the heaps at their high-water mark: free, but not
+given back (glibc returns only the top of a heap by itself). ``IdleTrim`` calls
+``malloc_trim`` once the burst is over (no request holds any of the memory budget), so the
+resident size falls back towards idle instead of staying at the burst's peak.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import logging
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +49,45 @@ def limit_malloc_arenas(count: int) -> bool:
     done = bool(mallopt(_M_ARENA_MAX, count))
     log.debug("malloc arenas limited", extra={"arenas": count, "ok": done})
     return done
+
+
+def trim_free_memory() -> bool:
+    """Gives the free pages of every malloc heap back to the OS; True when glibc did."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim.restype = ctypes.c_int
+    return bool(malloc_trim(0))
+
+
+class IdleTrim:
+    """Trims the heaps once after each stretch of work, when nothing is in flight.
+
+    ``activity()`` grows with work (the memory budget's reservation count); ``busy()`` is
+    true while requests hold memory. Every ``interval_s`` it looks: work happened since the
+    last trim and none is in flight now, so the freed memory of that work goes back, in a
+    thread (a trim of a large heap takes milliseconds; the event loop never waits on it).
+    """
+
+    def __init__(
+        self, activity: Callable[[], int], busy: Callable[[], bool], interval_s: float
+    ) -> None:
+        self._activity = activity
+        self._busy = busy
+        self.interval_s = interval_s
+        self.trims = 0
+        self._seen = activity()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)  # a period, not synchronisation
+            now = self._activity()
+            if now != self._seen and not self._busy():
+                await asyncio.to_thread(trim_free_memory)
+                self.trims += 1
+                self._seen = now

@@ -29,6 +29,7 @@ from speech_platform.budget import MIB, MemoryBudget
 from speech_platform.cache.factory import build_cache
 from speech_platform.config import Settings
 from speech_platform.interceptors import ServerInterceptor
+from speech_platform.memory import IdleTrim
 from speech_platform.service import ServiceContext, SpeechService
 from speech_server.registry import SERVICES
 
@@ -58,6 +59,8 @@ class SpeechServer:
         self._ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._start_task: asyncio.Task[None] | None = None
+        self.idle_trim: IdleTrim | None = None
+        self._trim_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -102,6 +105,12 @@ class SpeechServer:
             extra={"port": self.port, "metrics_port": self.metrics_port, "services": names},
         )
         self._start_task = asyncio.create_task(self._start_services())
+        if cfg.trim_idle_memory_s > 0:
+            budget = self.context.memory
+            self.idle_trim = IdleTrim(
+                lambda: budget.reservations, lambda: budget.in_use > 0, cfg.trim_idle_memory_s
+            )
+            self._trim_task = asyncio.create_task(self.idle_trim.run())
 
     async def _start_services(self) -> None:
         started = time.perf_counter()
@@ -135,6 +144,8 @@ class SpeechServer:
         await self.health.enter_graceful_shutdown()
         if self._start_task is not None and not self._start_task.done():
             self._start_task.cancel()
+        if self._trim_task is not None:
+            self._trim_task.cancel()
         if self._server is not None:
             await self._server.stop(grace)
         await asyncio.gather(

@@ -11,10 +11,14 @@ caller can act on; a truncated file is refused rather than silently transcribed 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import logging
+import os
 import struct
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import av
@@ -58,6 +62,36 @@ class DecodedAudio:
     @property
     def duration_s(self) -> float:
         return len(self.samples) / TARGET_RATE
+
+
+#: Decoding runs here, never on asyncio's shared executor: at most one decode per core at
+#: once (the memory budget bounds the bytes they hold; this bounds the CPU), and a burst
+#: of uploads cannot starve the other blocking work (TTS phonemizing and encoding).
+_DECODERS = ThreadPoolExecutor(
+    max_workers=max(len(os.sched_getaffinity(0)), 1), thread_name_prefix="audio-decode"
+)
+
+
+async def decode_audio_async(
+    data: bytes,
+    *,
+    encoding: int = common_pb2.AUDIO_ENCODING_UNSPECIFIED,
+    sample_rate_hertz: int = 0,
+    audio_channel_count: int = 0,
+    max_seconds: float | None = None,
+) -> DecodedAudio:
+    """``decode_audio`` in the bounded decoding pool, for the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _DECODERS,
+        functools.partial(
+            decode_audio,
+            data,
+            encoding=encoding,
+            sample_rate_hertz=sample_rate_hertz,
+            audio_channel_count=audio_channel_count,
+            max_seconds=max_seconds,
+        ),
+    )
 
 
 def decode_audio(

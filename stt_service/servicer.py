@@ -11,7 +11,6 @@ Errors are raised, never returned: the server's interceptor turns them into stat
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from stt_service.assembly import TRANSCRIPT_CODEC, Transcript, to_proto
 from stt_service.audio import (
     RAW_ENCODINGS,
     check_audio_config,
-    decode_audio,
+    decode_audio_async,
     decoding_bytes,
     raw_seconds,
 )
@@ -95,8 +94,7 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                     max_seconds=self._settings.max_audio_seconds,
                 )
                 with self._memory.reserve(bound, "this Transcribe call") as held:
-                    decoded = await asyncio.to_thread(
-                        decode_audio,
+                    decoded = await decode_audio_async(
                         request.audio,
                         encoding=config.encoding,
                         sample_rate_hertz=config.sample_rate_hertz,

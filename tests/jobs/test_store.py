@@ -11,6 +11,7 @@ import pytest
 from speech_jobs.records import JobKind, JobRecord, JobState
 from speech_jobs.redis_store import RedisJobStore
 from speech_jobs.store import JobStore, MemoryJobStore, StartDecision
+from speech_platform.errors import ResourceExhausted
 
 
 def must(record: JobRecord | None) -> JobRecord:
@@ -206,3 +207,17 @@ async def test_redis_reclaims_a_job_only_after_its_lease_lapses(
         assert await store.reclaim_orphans() == []
     finally:
         await store.close()
+
+
+async def test_the_in_process_store_caps_the_audio_its_queued_jobs_hold():
+    store = MemoryJobStore(ttl_s=3600, max_audio_bytes=1000)
+    await store.create(new_record("a"), b"spec", bytes(600))
+    with pytest.raises(ResourceExhausted, match=r"jobs\.max_queued_audio_mb"):
+        await store.create(new_record("b"), b"spec", bytes(600))
+    assert await store.get("b") is None  # nothing of the refused job is kept
+    # Once the first job has run its audio is dropped, and the next one fits.
+    await store.start("a", "worker")
+    await store.finish("a", "worker", JobState.SUCCEEDED, result=b"done")
+    created, fresh = await store.create(new_record("b"), b"spec", bytes(600))
+    assert fresh and created.state is JobState.QUEUED
+    await store.close()

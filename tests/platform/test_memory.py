@@ -3,10 +3,11 @@ only the libraries its configuration uses (see speech_platform/memory.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
-from speech_platform.memory import limit_malloc_arenas
+from speech_platform.memory import IdleTrim, limit_malloc_arenas
 
 
 def test_malloc_arenas_are_limited_on_glibc() -> None:
@@ -28,3 +29,44 @@ def test_a_tts_server_without_redis_loads_neither_redis_nor_pyav() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_a_trim_gives_a_bursts_freed_heap_back_to_the_os() -> None:
+    # 200 MB in 64 KiB blocks (under malloc's mmap threshold, so they come from the heap),
+    # all freed but the last, which pins the heap's top: glibc keeps the rest resident
+    # until malloc_trim.
+    code = (
+        "import numpy as np\n"
+        "from speech_platform.memory import trim_free_memory\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * 4096 >> 20\n"
+        "blocks = [np.ones(8192) for _ in range(3200)]\n"
+        "pin = blocks[-1]\n"
+        "del blocks\n"
+        "before = rss()\n"
+        "assert trim_free_memory()\n"
+        "print(before, rss())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = map(int, out.stdout.split())
+    assert before - after > 150, (before, after)
+
+
+async def test_idle_trim_trims_once_after_work_and_never_while_busy() -> None:
+    state = {"activity": 0, "busy": True}
+    trim = IdleTrim(lambda: state["activity"], lambda: state["busy"], interval_s=0.001)
+    task = asyncio.create_task(trim.run())
+    try:
+        state["activity"] = 3  # work happened, still in flight: no trim
+        for _ in range(50):
+            await asyncio.sleep(0.002)  # let a few periods pass (the trimmer's own clock)
+        assert trim.trims == 0
+        state["busy"] = False
+        async with asyncio.timeout(10):
+            while trim.trims == 0:  # noqa: ASYNC110 - polling the condition, bounded
+                await asyncio.sleep(0.001)
+        for _ in range(50):
+            await asyncio.sleep(0.002)
+        assert trim.trims == 1  # idle with no new work: nothing more to give back
+    finally:
+        task.cancel()
