@@ -39,7 +39,7 @@ from tools.bench.scenarios import (
 )
 
 log = logging.getLogger(__name__)
-_COMMANDS = ("run", "tune", "report")
+_COMMANDS = ("run", "tune", "report", "overload")
 
 
 def _csv(choices: tuple[str, ...]) -> Any:
@@ -146,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     redraw = commands.add_parser("report", help="redraw plots and print tables from a JSON")
     redraw.add_argument("results", type=Path)
+
+    from tools.bench import overload
+
+    load = commands.add_parser(
+        "overload",
+        help="1,000 callers at once, and a flood beside a polite caller (tools/bench/overload.py)",
+    )
+    overload.add_arguments(load)
     return parser
 
 
@@ -267,6 +275,12 @@ def tune_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def overload_command(args: argparse.Namespace) -> int:
+    from tools.bench import overload
+
+    return overload.command(args)
+
+
 def report_command(args: argparse.Namespace) -> int:
     doc = json.loads(args.results.read_text())
     doc["targets"] = report.evaluate_targets(doc)
@@ -282,7 +296,12 @@ def main(argv: list[str] | None = None) -> None:
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"run": run_command, "tune": tune_command, "report": report_command}
+    handlers = {
+        "run": run_command,
+        "tune": tune_command,
+        "report": report_command,
+        "overload": overload_command,
+    }
     sys.exit(handlers[args.command](args))
 
 
