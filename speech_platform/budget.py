@@ -48,6 +48,8 @@ class MemoryBudget:
         self.in_use = 0
         #: Reservations made so far: tells an idle-memory trimmer there was work.
         self.reservations = 0
+        #: The most ever held at once.
+        self.high_water = 0
 
     @contextmanager
     def reserve(self, nbytes: int, what: str) -> Iterator[Reservation]:
@@ -70,4 +72,5 @@ class MemoryBudget:
                 retry_after_s=1.0,
             )
         self.in_use += nbytes
+        self.high_water = max(self.high_water, self.in_use)
         MEMORY_BUDGET_IN_USE.set(self.in_use)

@@ -5,14 +5,19 @@ health keeps answering. Loopback only; one bounded burst."""
 from __future__ import annotations
 
 import asyncio
+import io
+import wave
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc
+from speech_platform.budget import MIB
 from tests.support.server import RunningServer, running_server
 from tests.support.server import test_settings as server_settings
 
@@ -67,3 +72,64 @@ async def test_a_burst_beyond_capacity_is_refused_at_once_not_left_to_time_out(
     assert all(hint for code, hint in outcomes if code == grpc.StatusCode.RESOURCE_EXHAUSTED)
     # ...and few wait their whole deadline for nothing (the estimate is not exact).
     assert timed_out <= 0.05 * CALLS
+
+
+def _status_kib(field: str) -> int:
+    """A Vm* line of this process's /proc status, in bytes."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split(f"{field}:")[1].split()[0]) * 1024
+
+
+def _reset_peak_rss() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # the kernel resets VmHWM to VmRSS
+
+
+async def test_sixteen_concurrent_thirty_mib_uploads_stay_within_the_memory_budget(
+    fresh_server,
+):
+    """The issue's case: 16 concurrent 30 MiB Transcribe calls once took a server to 5.3 GB.
+    Each is 983 s of 16 kHz WAV (over stt.max_audio_seconds): those the memory budget
+    admits decode until they pass 600 s and are refused; the others are refused before they
+    decode. The server's growth stays near what gRPC holds of the messages plus the budget."""
+    seconds = 30 * MIB // 2 // 16000
+    noise = np.random.default_rng(7).integers(-3000, 3000, seconds * 16000, dtype=np.int16)
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(noise.tobytes())
+    request = stt_pb2.TranscribeRequest(
+        audio=wav.getvalue(), config=stt_pb2.RecognitionConfig(skip_cache=True)
+    )
+    budget = fresh_server.server.context.memory
+    before = _status_kib("VmRSS")
+    _reset_peak_rss()
+    async with fresh_server.channel(**{"grpc.max_send_message_length": 64 * MIB}) as channel:
+        stt = stt_pb2_grpc.SpeechToTextStub(channel)
+
+        async def one() -> tuple[grpc.StatusCode, str]:
+            try:
+                await stt.Transcribe(request, timeout=120)
+            except grpc.aio.AioRpcError as error:
+                return error.code(), error.details() or ""
+            return grpc.StatusCode.OK, ""
+
+        outcomes = await asyncio.gather(*(one() for _ in range(16)))
+    growth = _status_kib("VmHWM") - before
+    codes = Counter(code for code, _ in outcomes)
+    print("30 MiB burst:", dict(codes), f"growth {growth / MIB:.0f} MiB")
+    assert set(codes) <= {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 8  # most never decoded at all
+    for code, message in outcomes:
+        limit = "stt.max_audio_seconds" if code == grpc.StatusCode.INVALID_ARGUMENT else (
+            "server.memory_budget_mb"
+        )
+        assert limit in message or "600" in message, message
+    assert budget.in_use == 0
+    assert 0 < budget.high_water <= budget.limit_bytes
+    # In this process: the client's 16 serialized requests, gRPC's received messages and
+    # their Python copies (3 x 480 MiB), and what the budget admitted. Unbudgeted, the 16
+    # decodes alone (600 s each, four float32 copies at 16 kHz) would add 2.4 GB more.
+    message_copies = 3 * 16 * len(request.audio)
+    assert growth < message_copies + budget.limit_bytes + 256 * MIB
