@@ -126,8 +126,10 @@ class Batcher(Generic[In, Out]):
         #: The cores it shares with other batchers (None: admission sees only this one).
         self.device = device
         self.threads_per_instance = float(threads_per_instance)
-        #: Cost admitted by ``reserve`` whose items are not submitted yet.
+        #: Cost admitted by ``reserve`` whose items are not submitted yet, in all and per
+        #: caller.
         self._promised_cost = 0.0
+        self._promised: dict[Hashable | None, float] = {}
         self.observer: BatchObserver = observer or RecordingObserver()
         self._factory = handler_factory
         self._queues: dict[int, deque[_Request[In, Out]]] = {}
@@ -263,7 +265,7 @@ class Batcher(Generic[In, Out]):
                 f"(max_queue_size={self.policy.max_queue_size})",
                 self.policy.retry_after_s,
             )
-        self._admit(float(cost), int(priority), timeout_s)
+        self._admit(float(cost), int(priority), timeout_s, caller)
         loop = asyncio.get_running_loop()
         now = loop.time()
         request: _Request[In, Out] = _Request(
@@ -318,6 +320,7 @@ class Batcher(Generic[In, Out]):
         priority: int = 0,
         timeout_s: float | None = None,
         items: int = 1,
+        caller: Hashable | None = None,
     ) -> Reservation:
         """Admits work the caller will submit once it is prepared (audio decoded, text
         phonemized), holding its cost against later arrivals until released. Raises
@@ -329,9 +332,10 @@ class Batcher(Generic[In, Out]):
             self.observer.rejected("closed")
             raise BatcherClosed(f"{self.policy.name} is draining")
         spread = min(max(items, 1), self.instance_count)
-        self._admit(float(cost) / spread, int(priority), timeout_s)
+        self._admit(float(cost) / spread, int(priority), timeout_s, caller)
         self._promised_cost += float(cost)
-        return Reservation(self, float(cost))
+        self._promised[caller] = self._promised.get(caller, 0.0) + float(cost)
+        return Reservation(self, float(cost), caller)
 
     def queue_share(self) -> tuple[int, float]:
         """(callers with work waiting, the largest one's share of the waiting cost): how
@@ -350,22 +354,24 @@ class Batcher(Generic[In, Out]):
         else:
             self._caller_queued[request.caller] = left
 
-    def _release(self, cost: float) -> None:
+    def _release(self, cost: float, caller: Hashable | None) -> None:
         self._promised_cost = max(self._promised_cost - cost, 0.0)
+        left = self._promised.get(caller, 0.0) - cost
+        if left <= 1e-9:
+            self._promised.pop(caller, None)
+        else:
+            self._promised[caller] = left
 
-    def estimated_finish_s(self, cost: float = 1.0, priority: int = 0) -> float | None:
+    def estimated_finish_s(
+        self, cost: float = 1.0, priority: int = 0, caller: Hashable | None = None
+    ) -> float | None:
         """When a request submitted now should be done, in seconds; None until a batch has
-        finished (nothing learnt yet)."""
+        finished (nothing learnt yet). With ``caller``, only the work fair queuing puts
+        ahead of it counts: a flood's backlog is not ahead of another caller's request."""
         per_cost = self._rate.seconds_per_cost
         if per_cost is None:
             return None
-        if all(level >= priority for level, queue in self._queues.items() if queue):
-            ahead = self._pending_cost
-        else:
-            ahead = sum(
-                r.cost for level, queue in self._queues.items() if level >= priority for r in queue
-            )
-        ahead += self._promised_cost
+        ahead = self._ahead_cost(priority, caller)
         if self.device is None:
             return estimated_finish_s(
                 per_cost,
@@ -384,6 +390,32 @@ class Batcher(Generic[In, Out]):
             own_threads=threads,
         )
 
+    def _ahead_cost(self, priority: int, caller: Hashable | None) -> float:
+        """Queued and promised cost that would be served before a request arriving now."""
+        if caller is None or not self._callers_seen:
+            if all(level >= priority for level, queue in self._queues.items() if queue):
+                return self._pending_cost + self._promised_cost
+            queued = sum(
+                r.cost for level, queue in self._queues.items() if level >= priority for r in queue
+            )
+            return queued + self._promised_cost
+        now = self._loop.time() if self._loop is not None else 0.0
+        start = max(now, self._caller_clock.get(caller, now))
+        queued = sum(
+            r.cost
+            for level, queue in self._queues.items()
+            if level >= priority
+            for r in queue
+            if r.fair_at <= start
+        )
+        # Promised work joins the queue at its caller's clock: ahead only if that is earlier.
+        promised = sum(
+            c
+            for who, c in self._promised.items()
+            if who is None or who == caller or self._caller_clock.get(who, now) <= start
+        )
+        return queued + promised
+
     def _fair_start(self, caller: Hashable | None, cost: float, now: float) -> float:
         """The caller's virtual clock: when this request would start with an equal share
         (Zhang's virtual clock); the clock then moves on by the request's compute."""
@@ -398,13 +430,15 @@ class Batcher(Generic[In, Out]):
             self._caller_clock = {c: t for c, t in self._caller_clock.items() if t > now}
         return start
 
-    def _admit(self, cost: float, priority: int, timeout_s: float | None) -> None:
+    def _admit(
+        self, cost: float, priority: int, timeout_s: float | None, caller: Hashable | None
+    ) -> None:
         """Raises Overloaded when the request is predicted to finish too late."""
         policy = self.policy
         limits = [t for t in (timeout_s, policy.latency_objective_s or None) if t is not None]
         if not policy.admission or not limits:
             return
-        finish = self.estimated_finish_s(cost, priority)
+        finish = self.estimated_finish_s(cost, priority, caller)
         limit = min(limits)
         if finish is None or finish <= limit:
             return
@@ -508,12 +542,13 @@ class Batcher(Generic[In, Out]):
             return iter(list(levels[0]))
         aging = self.policy.priority_aging_s
         # The level a request has reached (its priority plus a level per priority_aging_s
-        # waited, by the clock), then its fair start among callers, then arrival.
+        # waited past its fair start: a flood's requests, whose fair starts lie ahead, do
+        # not age past other callers' new ones), then its fair start, then arrival.
         return iter(
             sorted(
                 itertools.chain.from_iterable(levels),
                 key=lambda r: (
-                    -math.floor(r.priority + (now - r.enqueued_at) / aging + 1e-9),
+                    -math.floor(r.priority + max(now - r.fair_at, 0.0) / aging + 1e-9),
                     r.fair_at,
                     r.seq,
                 ),
@@ -607,13 +642,14 @@ class Batcher(Generic[In, Out]):
 class Reservation:
     """Admitted work not yet submitted (``Batcher.reserve``); release it once."""
 
-    def __init__(self, batcher: Batcher[Any, Any], cost: float) -> None:
+    def __init__(self, batcher: Batcher[Any, Any], cost: float, caller: Hashable | None) -> None:
         self._batcher: Batcher[Any, Any] | None = batcher
         self.cost = cost
+        self.caller = caller
 
     def release(self) -> None:
         if self._batcher is not None:
-            self._batcher._release(self.cost)
+            self._batcher._release(self.cost, self.caller)
             self._batcher = None
 
     def __enter__(self) -> Reservation:

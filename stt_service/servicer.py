@@ -84,7 +84,7 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                 audio_channel_count=config.audio_channel_count,
             )
             with self._transcriber.reserve(
-                resolved, priority, context.time_remaining(), seconds
+                resolved, priority, context.time_remaining(), seconds, caller
             ) as promise:
                 bound = decoding_bytes(
                     request.audio,

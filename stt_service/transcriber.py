@@ -263,6 +263,7 @@ class Transcriber:
         priority: int,
         timeout_s: float | None,
         audio_seconds: float | None = None,
+        caller: Hashable | None = None,
     ) -> Reservation:
         """Admits a request before its audio is decoded (see ``Batcher.reserve``): raises
         Overloaded when its windows would finish after ``timeout_s``, else holds their cost
@@ -280,7 +281,9 @@ class Transcriber:
             cost = full * model.frames_for(window) / MEL_FRAMES_PER_SECOND
             if rest:
                 cost += model.frames_for(rest) / MEL_FRAMES_PER_SECOND
-        return model.batcher.reserve(cost, priority=priority, timeout_s=timeout_s)
+        return model.batcher.reserve(
+            cost, priority=priority, timeout_s=timeout_s, caller=caller
+        )
 
     async def transcribe(
         self,

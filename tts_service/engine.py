@@ -155,12 +155,22 @@ class Engine(abc.ABC, Generic[Prepared]):
             self.cost_per_char += 0.2 * (cost / chars - self.cost_per_char)
 
     def reserve(
-        self, chars: int, items: int, *, priority: int = 0, timeout_s: float | None = None
+        self,
+        chars: int,
+        items: int,
+        *,
+        priority: int = 0,
+        timeout_s: float | None = None,
+        caller: str | None = None,
     ) -> Reservation:
         """Admits ``chars`` of normalised text in ``items`` sentences before they are
         phonemized (see ``Batcher.reserve``): Overloaded when predicted too late."""
         return self._require_batcher().reserve(
-            chars * self.cost_per_char, priority=priority, timeout_s=timeout_s, items=items
+            chars * self.cost_per_char,
+            priority=priority,
+            timeout_s=timeout_s,
+            items=items,
+            caller=caller,
         )
 
     def has_room_for(self, items: int) -> bool:

@@ -371,6 +371,7 @@ class Synthesizer:
             len(plan.sentences),
             priority=first_level,
             timeout_s=plan.remaining_s(),
+            caller=plan.request.caller,
         ) as promise:
             items = await self._prepare(engine, plan)
             promise.release()

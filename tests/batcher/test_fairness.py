@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 from batcher import Batcher, BatchPolicy
 
 
@@ -87,4 +89,35 @@ async def test_the_queue_share_shows_how_far_one_caller_dominates_the_queue():
     gate.set()
     await asyncio.gather(first, *tasks[1:])
     assert batcher.queue_share() == (0, 0.0)
+    await batcher.close()
+
+
+async def test_a_flood_that_has_waited_does_not_age_past_a_new_caller():
+    """Aging counts from a request's fair start: the flood's backlog, whose fair starts lie
+    in its own future, gains no level over a polite caller who just arrived."""
+    gate, order = threading.Event(), list[str]()
+    policy = BatchPolicy(max_batch_size=1, max_queue_delay_s=0, priority_aging_s=1.0)
+    batcher: Batcher[str, str] = Batcher(_engine(gate, order), policy)
+    await batcher.start()
+    batcher._rate.observe(cost=1.0, seconds=1.0)
+    first = asyncio.ensure_future(batcher.submit("busy"))
+    async with asyncio.timeout(10):
+        while batcher.running < 1:  # noqa: ASYNC110 - the batcher has no event for this
+            await asyncio.sleep(0)
+    flood = [asyncio.ensure_future(batcher.submit(f"f{k}", caller="flood")) for k in range(5)]
+    await asyncio.sleep(0)
+    now = asyncio.get_running_loop().time()
+    for request in batcher._queues[0]:  # white-box: the flood arrived 3 s ago
+        request.enqueued_at -= 3.0
+    # Admission sees what fair queuing will do: ahead of a new caller is the flood's one
+    # request whose fair start has come (f0), not the whole flood.
+    assert batcher._ahead_cost(0, "polite") == pytest.approx(1.0)
+    assert batcher._ahead_cost(0, None) == pytest.approx(5.0)
+    polite = asyncio.ensure_future(batcher.submit("polite", caller="polite"))
+    await asyncio.sleep(0)
+    # Waiting 3 s aged none of the flood: their fair starts (now, now+1 s, ...) have not
+    # passed, so the polite caller comes second, not sixth.
+    assert [r.item for r in batcher._in_order(now)] == ["f0", "polite", "f1", "f2", "f3", "f4"]
+    gate.set()
+    await asyncio.gather(first, *flood, polite)
     await batcher.close()
