@@ -9,6 +9,7 @@ never a fixed sleep.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -117,7 +118,8 @@ class SentinelGroup:
             ]
             self.servers.append(replica.start())
         for replica in self.servers[1:]:
-            poll(lambda r=replica: self._link_up(r), FORM_TIMEOUT_S, f"{replica.port} in sync")
+            poll(functools.partial(self._link_up, replica), FORM_TIMEOUT_S,
+                 f"replica {replica.port} in sync")
         quorum = min(2, self._sentinel_count)
         common = [
             f"sentinel monitor {self.master_name} 127.0.0.1 {master_port} {quorum}",
@@ -150,7 +152,7 @@ class SentinelGroup:
             process.config_text = "\n".join([*common, f"sentinel myid {ids[index]}", *peers, ""])
             self.sentinels.append(process.start())
         for sentinel in self.sentinels:
-            poll(lambda s=sentinel: self._acquainted(s), FORM_TIMEOUT_S,
+            poll(functools.partial(self._acquainted, sentinel), FORM_TIMEOUT_S,
                  f"sentinel {sentinel.port} knows the master, its replicas and the other sentinels")
 
     def _link_up(self, replica: RedisServerProcess) -> bool:
