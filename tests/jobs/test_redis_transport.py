@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from celery import Celery
 
 from speech_jobs.celery_app import make_celery_app
@@ -161,7 +163,7 @@ async def test_every_client_over_tls_with_a_password(
     await store.close()
     # and the plain port still wants the password
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host="127.0.0.1", port=server.port).ping()
+        redis.Redis(host="127.0.0.1", port=server.port, retry=Retry(NoBackoff(), 0)).ping()
 
 
 async def test_every_client_through_tls_sentinels(
