@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from celery import Celery
 
 from speech_jobs.celery_app import make_celery_app
 from speech_jobs.records import JobKind, JobRecord, JobState
