@@ -15,6 +15,12 @@ Reliability settings, and why:
   recovery from a dead worker comes from the job lease (see worker.py), not from a short
   visibility timeout.
 * JSON only (never pickle): a message cannot execute code in a worker.
+
+The broker and the result backend are the jobs' Redis, named like every other Redis client
+(speech_platform/redis_connection.py): ``redis://``/``rediss://`` give kombu's redis
+transport (TLS through ``broker_use_ssl``), ``sentinel://``/``sentinels://`` its sentinel
+transport, which asks the Sentinels for the master on each (re)connection; the password
+comes from the settings (a mounted file), not from the configured URL.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from celery import Celery
 
 from speech_jobs.records import JobKind
 from speech_platform.config import JobsSettings
+from speech_platform.redis_connection import celery_redis, publish_retry_policy, redis_target
 
 TASK_NAMES = {
     JobKind.TRANSCRIPTION: "speech.jobs.transcription",
@@ -43,9 +50,11 @@ def make_celery_app(settings: JobsSettings) -> Celery:
             "jobs.backend is 'celery' but no broker is configured: set "
             "SPEECH_JOBS__BROKER_URL or REDIS_URL (redis://host:6379/0)"
         )
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
-    app = Celery("speech_jobs", broker=settings.broker_url, backend=settings.broker_url,
-                 set_as_current=False)
+    redis = celery_redis(redis_target(settings.broker_url, settings.redis))
+    transport = {"visibility_timeout": settings.visibility_timeout_s, **redis.transport_options}
+    app = Celery("speech_jobs", broker=redis.url, backend=redis.url, set_as_current=False)
+    if redis.ssl is not None:
+        app.conf.update(broker_use_ssl=redis.ssl, redis_backend_use_ssl=redis.ssl)
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -55,13 +64,16 @@ def make_celery_app(settings: JobsSettings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options=transport,
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options=transport,
         result_expires=settings.result_ttl_s,
         task_routes={
             TASK_NAMES[kind]: {"queue": queue_for(settings, kind)} for kind in JobKind
         },
         task_default_queue=settings.transcription_queue,
         broker_connection_retry_on_startup=True,
+        # A publish whose connection dropped (a failover) reconnects, via the Sentinels,
+        # for about as long as the job store retries.
+        task_publish_retry_policy=publish_retry_policy(settings.redis_retry_s),
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         task_track_started=False,

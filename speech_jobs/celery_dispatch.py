@@ -10,6 +10,7 @@ from kombu.exceptions import OperationalError
 
 from speech_jobs.celery_app import publish_job
 from speech_jobs.records import JobKind
+from speech_jobs.redis_store import NotReplicatedError, RedisJobStore
 from speech_platform.config import JobsSettings
 from speech_platform.errors import Unavailable
 
@@ -17,9 +18,10 @@ log = logging.getLogger(__name__)
 
 
 class CeleryDispatcher:
-    def __init__(self, app: Celery, settings: JobsSettings) -> None:
+    def __init__(self, app: Celery, settings: JobsSettings, store: RedisJobStore) -> None:
         self._app = app
         self._settings = settings
+        self._store = store
 
     async def dispatch(self, job_id: str, kind: JobKind) -> None:
         try:
@@ -29,6 +31,15 @@ class CeleryDispatcher:
             raise Unavailable(
                 f"the job broker is unreachable ({error}); retry the submit with "
                 f"job_id {job_id!r}"
+            ) from None
+        try:
+            # The message is on the master; with jobs.replica_acks, answer only once the
+            # replicas hold it too, so a failover right now cannot lose an accepted job.
+            await self._store.confirm_replicated()
+        except NotReplicatedError as error:
+            raise Unavailable(
+                f"the job is queued but not yet replicated ({error}); retry the submit "
+                f"with job_id {job_id!r}"
             ) from None
 
     async def cancelled(self, job_id: str) -> None:

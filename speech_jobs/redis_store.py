@@ -17,6 +17,12 @@ Keys (``p`` is ``settings.jobs.key_prefix``; every key has a TTL)::
 
 The orphan sweep reads keys it cannot declare up front, so this needs a standalone or
 replicated Redis, not Redis Cluster.
+
+Replication is asynchronous, so a failover can lose the last writes the master answered.
+With ``replica_acks`` > 0 each transition runs on one connection followed by ``WAIT``, and
+fails (:class:`NotReplicatedError`, a connection error: UNAVAILABLE to a caller, a retry to a
+worker) unless that many replicas hold it; :meth:`RedisJobStore.confirm_replicated` does the
+same for writes made by other clients of the same master (the Celery message).
 """
 
 from __future__ import annotations
@@ -28,9 +34,18 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from speech_jobs.records import TERMINAL_STATES, JobRecord, JobState
 from speech_jobs.store import MAX_LIST, StartDecision, Started
+from speech_platform.config import JobsSettings, RedisConnectionSettings
+from speech_platform.redis_connection import (
+    async_redis,
+    close_async_redis,
+    reconnect_retry,
+    redis_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +200,11 @@ return reclaimed
 """
 
 
+class NotReplicatedError(RedisConnectionError):
+    """Fewer replicas than ``replica_acks`` confirmed a write in time: it may not survive a
+    failover, so it does not count as done (retrying it is harmless)."""
+
+
 def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
@@ -201,21 +221,27 @@ class RedisJobStore:
         active_ttl_s: int,
         lease_ttl_s: float,
         resync_s: float = 30.0,
+        replica_acks: int = 0,
+        replica_ack_timeout_ms: int = 2000,
     ) -> None:
         self._redis = client
+        self._replica_acks = replica_acks
+        self._replica_ack_timeout_ms = replica_ack_timeout_ms
         self._prefix = prefix
         self._result_ttl_s = int(result_ttl_s)
         #: Unfinished jobs (and their audio) outlive any possible run, then expire.
         self._active_ttl_s = int(active_ttl_s)
         self._lease_ms = int(lease_ttl_s * 1000)
         self._resync_s = resync_s
-        self._create = client.register_script(_CREATE)
-        self._start = client.register_script(_START)
-        self._progress = client.register_script(_PROGRESS)
-        self._finish = client.register_script(_FINISH)
-        self._requeue = client.register_script(_REQUEUE)
-        self._cancel = client.register_script(_CANCEL)
-        self._reclaim = client.register_script(_RECLAIM)
+        # Answered to a client, who retries on failure: those need the replicas. A worker's
+        # transitions only wait for them (and log), so a slow replica never stops a job.
+        self._create = self._replicated(client.register_script(_CREATE), strict=True)
+        self._start = self._replicated(client.register_script(_START))
+        self._progress = client.register_script(_PROGRESS)  # a lost heartbeat costs nothing
+        self._finish = self._replicated(client.register_script(_FINISH))
+        self._requeue = self._replicated(client.register_script(_REQUEUE))
+        self._cancel = self._replicated(client.register_script(_CANCEL), strict=True)
+        self._reclaim = self._replicated(client.register_script(_RECLAIM))
 
     @classmethod
     def from_url(
@@ -226,10 +252,19 @@ class RedisJobStore:
         result_ttl_s: int,
         active_ttl_s: int,
         lease_ttl_s: float,
+        connection: RedisConnectionSettings | None = None,
+        replica_acks: int = 0,
+        replica_ack_timeout_ms: int = 2000,
+        retry_s: float = 10.0,
     ) -> RedisJobStore:
-        client = aioredis.Redis.from_url(
-            url,
+        """``url``: one server or Sentinels, TLS or not (speech_platform/redis_connection.py);
+        ``connection`` adds the password and certificates."""
+        client = async_redis(
+            redis_target(url, connection),
             socket_connect_timeout=5.0,
+            # A dropped connection (a failover) is retried on a new one for retry_s; every
+            # script is safe to run twice (each checks the state it moves from).
+            retry=reconnect_retry(retry_s),
             # Bounds every command, so a hung Redis fails requests instead of holding them;
             # the pub/sub reads pass their own timeouts.
             socket_timeout=30.0,
@@ -242,7 +277,67 @@ class RedisJobStore:
             active_ttl_s=active_ttl_s,
             lease_ttl_s=lease_ttl_s,
             resync_s=max(lease_ttl_s, 5.0),
+            replica_acks=replica_acks,
+            replica_ack_timeout_ms=replica_ack_timeout_ms,
         )
+
+    @classmethod
+    def for_settings(cls, jobs: JobsSettings) -> RedisJobStore:
+        """The store the server and the workers share, as the jobs settings describe it."""
+        return cls.from_url(
+            jobs.broker_url,
+            prefix=jobs.key_prefix,
+            result_ttl_s=jobs.result_ttl_s,
+            active_ttl_s=jobs.visibility_timeout_s + jobs.result_ttl_s,
+            lease_ttl_s=jobs.lease_ttl_s,
+            connection=jobs.redis,
+            replica_acks=jobs.replica_acks,
+            replica_ack_timeout_ms=jobs.replica_ack_timeout_ms,
+            retry_s=jobs.redis_retry_s,
+        )
+
+    # -- durability
+
+    def _replicated(self, script: AsyncScript, *, strict: bool = False) -> Any:
+        """The script as a call that, with replica_acks, also waits for the replicas;
+        ``strict``: and fails (NotReplicatedError) when too few confirm.
+
+        WAIT counts the writes of its own connection, so the script and the WAIT share one
+        (a single-connection client over the same pool)."""
+        if not self._replica_acks:
+            return script
+
+        async def run(keys: Sequence[Any], args: Sequence[Any]) -> Any:
+            async with self._redis.client() as connection:
+                result = await script(keys=keys, args=args, client=connection)
+                try:
+                    await self._wait_for_replicas(connection)
+                except NotReplicatedError as error:
+                    if strict:
+                        raise
+                    log.warning("job state change not yet replicated", extra={"error": str(error)})
+            return result
+
+        return run
+
+    async def confirm_replicated(self) -> None:
+        """Waits until the replicas hold every write the master took before this call, also
+        other clients' (the Celery message): a PUBLISH on our connection (replicated, read
+        by nobody) moves our replication offset past them, then WAIT. No-op without
+        replica_acks."""
+        if not self._replica_acks:
+            return
+        async with self._redis.client() as connection:
+            await connection.publish(f"{self._prefix}replication", "1")
+            await self._wait_for_replicas(connection)
+
+    async def _wait_for_replicas(self, connection: aioredis.Redis) -> None:
+        acked = int(await connection.wait(self._replica_acks, self._replica_ack_timeout_ms))
+        if acked < self._replica_acks:
+            raise NotReplicatedError(
+                f"{acked} of {self._replica_acks} Redis replicas confirmed the write within "
+                f"{self._replica_ack_timeout_ms} ms"
+            )
 
     # -- key names
 
@@ -442,4 +537,4 @@ class RedisJobStore:
         return [JobRecord.from_fields(_pairs(row)) for row in rows]
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await close_async_redis(self._redis)

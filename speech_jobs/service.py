@@ -84,14 +84,9 @@ class JobsService:
             from speech_jobs.redis_store import RedisJobStore
 
             app = make_celery_app(jobs)
-            self._store = RedisJobStore.from_url(
-                jobs.broker_url,
-                prefix=jobs.key_prefix,
-                result_ttl_s=jobs.result_ttl_s,
-                active_ttl_s=jobs.visibility_timeout_s + jobs.result_ttl_s,
-                lease_ttl_s=jobs.lease_ttl_s,
-            )
-            self._dispatcher = CeleryDispatcher(app, jobs)
+            redis_store = RedisJobStore.for_settings(jobs)
+            self._store = redis_store
+            self._dispatcher = CeleryDispatcher(app, jobs, redis_store)
         log.info("jobs service started", extra={"backend": jobs.backend})
 
     async def stop(self, grace_s: float) -> None:

@@ -78,13 +78,7 @@ class WorkerRuntime:
         jobs = self.settings.jobs
         engines, services = await load_worker_engines(self.settings, self.kinds)
         self._services = services
-        self._store = RedisJobStore.from_url(
-            jobs.broker_url,
-            prefix=jobs.key_prefix,
-            result_ttl_s=jobs.result_ttl_s,
-            active_ttl_s=jobs.visibility_timeout_s + jobs.result_ttl_s,
-            lease_ttl_s=jobs.lease_ttl_s,
-        )
+        self._store = RedisJobStore.for_settings(jobs)
         self._runner = JobRunner(self._store, engines, jobs, self.owner)
         self._drain = asyncio.Event()
         self._sweeper = asyncio.create_task(self._sweep_forever())

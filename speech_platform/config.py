@@ -5,6 +5,10 @@ sections, e.g. ``SPEECH_STT__INSTANCES=2``), then an optional YAML file named by
 ``SPEECH_CONFIG_FILE`` (or ``--config``), then the defaults below, which are chosen to work on
 a 2-core laptop with no Redis. ``REDIS_URL`` is honoured as a shortcut for ``cache.redis_url``
 and ``jobs.broker_url``.
+
+Redis is named by one URL shape for every client (the cache, the job store, the Celery broker
+and result backend), see :class:`RedisConnectionSettings`; credentials and certificates go in
+that section, so a password never has to sit in a URL or on a command line.
 """
 
 from __future__ import annotations
@@ -201,10 +205,45 @@ class TtsSettings(BaseModel):
     kokoro_batcher: KokoroBatcherSettings = Field(default_factory=KokoroBatcherSettings)
 
 
+class RedisConnectionSettings(BaseModel):
+    """How to authenticate to, and encrypt the link with, a Redis named by a URL.
+
+    The URL (``cache.redis_url``, ``jobs.broker_url``) says where, in one of four shapes:
+
+    * ``redis://[:password@]host:6379[/db]``: one server; ``rediss://`` the same over TLS;
+    * ``sentinel://[:password@]host1:26379,host2:26379,host3:26379/<master_name>[/db]``:
+      ask these Sentinels which server is the master of ``master_name``, and follow it
+      through failovers; ``sentinels://`` the same with TLS to the Sentinels and the master.
+
+    Every client (cache, job store, Celery broker and result backend) reads the same shape
+    (speech_platform/redis_connection.py). A password here wins over one in the URL.
+    """
+
+    #: The password; prefer ``password_file`` (a mounted Kubernetes Secret).
+    password: str = ""
+    #: A file holding the password (read once at start, surrounding whitespace dropped).
+    password_file: str = ""
+    #: ACL user name; empty means the default user.
+    username: str = ""
+    #: TLS: the CA that signed the server's certificate; empty uses the system's CAs. TLS
+    #: itself is chosen by the URL scheme (``rediss://``, ``sentinels://``).
+    tls_ca_file: str = ""
+    #: TLS client certificate and key, for servers that verify clients (tls-auth-clients).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    #: Whether the Sentinels need the same password as the servers (they do in k8s/, where
+    #: both read one Secret); false talks to Sentinels without AUTH.
+    sentinel_auth: bool = True
+
+
 class CacheSettings(BaseModel):
     #: "memory" (in-process LRU, default), "redis", "tiered" (LRU in front of Redis) or "off".
     backend: Literal["memory", "redis", "tiered", "off"] = "memory"
+    #: Where the cache's Redis is: redis://, rediss://, sentinel:// or sentinels:// (see
+    #: RedisConnectionSettings). Cache Redis evicts (allkeys-lru); never share it with jobs.
     redis_url: str = ""
+    #: Credentials and TLS files for ``redis_url``.
+    redis: RedisConnectionSettings = Field(default_factory=RedisConnectionSettings)
     key_prefix: str = "speech:cache:"
     ttl_s: int = Field(7 * 24 * 3600, ge=1)
     max_value_bytes: int = Field(16 * 1024 * 1024, ge=1)
@@ -221,7 +260,25 @@ class CacheSettings(BaseModel):
 class JobsSettings(BaseModel):
     #: "local" runs jobs in-process; "celery" sends them to workers over the broker.
     backend: Literal["local", "celery"] = "local"
+    #: The jobs' Redis (job store, Celery broker and result backend): redis://, rediss://,
+    #: sentinel:// or sentinels:// (see RedisConnectionSettings). It must never evict
+    #: (maxmemory-policy noeviction): an evicted record or message is a lost job.
     broker_url: str = ""
+    #: Credentials and TLS files for ``broker_url``.
+    redis: RedisConnectionSettings = Field(default_factory=RedisConnectionSettings)
+    #: How long job store calls and broker publishes keep reconnecting after the jobs'
+    #: Redis connection drops (a Sentinel failover takes a few seconds), before the call
+    #: fails (UNAVAILABLE to a client, a retry for a worker).
+    redis_retry_s: float = Field(10.0, ge=0)
+    #: Replicas that must hold a job's submission (record and broker message) before it is
+    #: answered OK, and a cancel (Redis WAIT); a worker's state changes wait for them too,
+    #: but only log when they do not come. Replication is otherwise asynchronous: a
+    #: failover could lose a submit already answered OK. 0 = do not wait (one Redis); with
+    #: Sentinel, at most the replicas left after one failure.
+    replica_acks: int = Field(0, ge=0, le=16)
+    #: How long to wait for those replicas; when fewer confirm, the call fails UNAVAILABLE
+    #: and a submit retried with the same job_id is harmless.
+    replica_ack_timeout_ms: int = Field(2000, ge=1)
     local_concurrency: int = Field(1, ge=1, le=64)
     max_audio_bytes: int = Field(512 * 1024 * 1024, ge=1)
     #: Audio that jobs queued in this process (the local backend) may hold in all, in MiB;

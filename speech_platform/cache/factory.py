@@ -61,4 +61,5 @@ def build_redis_store(settings: CacheSettings) -> RedisStore:
         breaker=CircuitBreaker(settings.breaker_cooldown_s, name="redis"),
         lock_ttl_s=settings.lock_ttl_s,
         lock_wait_s=settings.lock_wait_s,
+        connection=settings.redis,
     )

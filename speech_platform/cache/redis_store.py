@@ -28,7 +28,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -37,6 +36,8 @@ from redis.exceptions import RedisError
 from speech_platform import metrics
 from speech_platform.cache.breaker import CircuitBreaker
 from speech_platform.cache.claims import Claim, ClaimKind
+from speech_platform.config import RedisConnectionSettings
+from speech_platform.redis_connection import async_redis, close_async_redis, redis_target
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,11 @@ class RedisStore:
         breaker: CircuitBreaker,
         lock_ttl_s: float,
         lock_wait_s: float,
+        connection: RedisConnectionSettings | None = None,
     ) -> None:
+        """``url`` is any shape speech_platform/redis_connection.py reads (one server or
+        Sentinels, TLS or not); ``connection`` adds the password and certificates."""
+        target = redis_target(url, connection)
         self.key_prefix = key_prefix
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.max_value_bytes = max_value_bytes
@@ -105,9 +110,16 @@ class RedisStore:
             "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             "decode_responses": False,
         }
-        self._client = aioredis.Redis.from_url(url, socket_timeout=timeout_s, **common)
+        # Under Sentinel, a failover shows here as failed calls (the breaker opens: requests
+        # go on with the in-process tier), until a connection made after the cooldown asks
+        # the Sentinels again and finds the new master.
+        self._client = async_redis(
+            target, sentinel_timeout_s=timeout_s, socket_timeout=timeout_s, **common
+        )
         # BLPOP may legitimately block for lock_wait_s, longer than any socket timeout.
-        self._blocking = aioredis.Redis.from_url(url, socket_timeout=None, **common)
+        self._blocking = async_redis(
+            target, sentinel_timeout_s=timeout_s, socket_timeout=None, **common
+        )
         self._claim_script = self._client.register_script(_CLAIM_LUA)
         self._complete_script = self._client.register_script(_COMPLETE_LUA)
 
@@ -190,7 +202,7 @@ class RedisStore:
     async def close(self) -> None:
         for client in (self._client, self._blocking):
             try:
-                await client.aclose()
+                await close_async_redis(client)
             except (RedisError, OSError) as exc:  # closing a dead connection may complain
                 logger.debug("closing redis client: %s", exc)
 

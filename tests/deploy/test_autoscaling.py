@@ -8,6 +8,7 @@ import pytest
 
 from speech_platform import metrics
 from speech_platform.config import Settings
+from speech_platform.redis_connection import redis_target
 from tests.deploy.manifests import (
     K8S,
     NAMESPACE,
@@ -20,11 +21,12 @@ from tests.deploy.manifests import (
 from tests.deploy.promql import exported_sample_names
 from tests.deploy.settings_env import effective_settings
 
-#: Metadata keys the KEDA redis (list) scaler understands.
+#: Metadata keys the KEDA redis-sentinel (list) scaler understands.
 REDIS_SCALER_KEYS = {
-    "address", "addressFromEnv", "host", "hostFromEnv", "port", "portFromEnv", "listName",
-    "listLength", "activationListLength", "databaseIndex", "enableTLS", "unsafeSsl",
-    "usernameFromEnv", "passwordFromEnv",
+    "addresses", "addressesFromEnv", "hosts", "hostsFromEnv", "ports", "portsFromEnv",
+    "sentinelMaster", "sentinelMasterFromEnv", "listName", "listLength",
+    "activationListLength", "databaseIndex", "enableTLS", "unsafeSsl", "usernameFromEnv",
+    "passwordFromEnv", "sentinelUsernameFromEnv", "sentinelPasswordFromEnv",
 }
 ADAPTER_VALUES = K8S / "monitoring" / "prometheus-adapter-values.yaml"
 
@@ -58,7 +60,7 @@ def test_each_worker_queue_has_a_scaled_object_from_zero(overlay: Rendered, name
     assert spec["minReplicaCount"] == 0
     assert spec["maxReplicaCount"] >= 1
     assert spec["cooldownPeriod"] > 0
-    redis_triggers = [t for t in spec["triggers"] if t["type"] == "redis"]
+    redis_triggers = [t for t in spec["triggers"] if t["type"] == "redis-sentinel"]
     assert len(redis_triggers) == 1
     trigger = redis_triggers[0]
     meta = trigger["metadata"]
@@ -66,33 +68,37 @@ def test_each_worker_queue_has_a_scaled_object_from_zero(overlay: Rendered, name
     assert meta["listName"] == queue
     assert int(meta["listLength"]) >= 1
     assert int(meta["activationListLength"]) == 0  # any waiting job wakes a worker
-    # the Celery broker's database: the one in the workers' REDIS_URL
-    assert settings.jobs.broker_url.rsplit("/", 1)[-1] == meta["databaseIndex"]
+    # the Celery broker's database: the one in the workers' broker URL
+    assert str(redis_target(settings.jobs.broker_url).db) == meta["databaseIndex"]
     assert trigger["authenticationRef"]["name"] in overlay.names("TriggerAuthentication")
 
 
-def test_keda_reaches_the_master_the_workers_use(overlay: Rendered) -> None:
-    """KEDA runs in its own namespace: its address must be the namespaced master Service."""
+def test_keda_asks_the_sentinels_the_workers_ask(overlay: Rendered) -> None:
+    """KEDA follows failovers as the workers do: the same Sentinels, master name and TLS."""
     for name in WORKERS:
         deployment = overlay.get("Deployment", name)
         settings = effective_settings(overlay, deployment, containers(deployment)[0])
-        broker_host = re.match(r"redis://(?::[^@]*@)?([^:/]+):(\d+)", settings.jobs.broker_url)
-        assert broker_host is not None
-        service, port = broker_host.groups()
+        broker = redis_target(settings.jobs.broker_url)
+        assert broker.sentinel and broker.tls is not None
         trigger = next(t for t in scaled_object_for(overlay, name)["spec"]["triggers"]
-                       if t["type"] == "redis")
-        assert trigger["metadata"]["address"] == f"{service}.{NAMESPACE}.svc:{port}"
-        assert service in overlay.names("Service")
+                       if t["type"] == "redis-sentinel")
+        meta = trigger["metadata"]
+        addresses = [a.strip() for a in meta["addresses"].split(",")]
+        assert addresses == [f"{host}:{port}" for host, port in broker.hosts]
+        assert all(host.endswith(f".{NAMESPACE}.svc") for host, _ in broker.hosts)
+        assert meta["sentinelMaster"] == broker.master_name
+        assert meta["enableTLS"] == "true"
 
 
-def test_trigger_authentication_reads_the_redis_password_secret(overlay: Rendered) -> None:
+def test_trigger_authentication_reads_the_redis_secrets(overlay: Rendered) -> None:
     (auth,) = overlay.of_kind("TriggerAuthentication")
-    (ref,) = auth["spec"]["secretTargetRef"]
-    assert ref["parameter"] == "password"
-    redis = overlay.get("StatefulSet", "redis-master")
+    refs = {ref["parameter"]: (ref["name"], ref["key"]) for ref in auth["spec"]["secretTargetRef"]}
+    redis = overlay.get("StatefulSet", "redis-jobs")
     redis_env = {e["name"]: e for e in containers(redis)[0]["env"]}
-    secret = redis_env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
-    assert (ref["name"], ref["key"]) == (secret["name"], secret["key"])
+    secret = redis_env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]
+    assert refs["password"] == refs["sentinelPassword"] == (secret["name"], secret["key"])
+    tls = next(v for v in pod_spec(redis)["volumes"] if v["name"] == "redis-tls")
+    assert refs["ca"] == (tls["secret"]["secretName"], "ca.crt")
 
 
 @pytest.mark.parametrize("name", sorted(WORKERS))

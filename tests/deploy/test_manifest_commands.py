@@ -1,7 +1,8 @@
 """A manifest's command line, env and probe names against the real server.
 
 The Jobs API Deployment loads no model, so its container can be started here as the cluster
-would start it (same command, args, ConfigMap and env; only Redis and the ports are local):
+would start it (same command, args, ConfigMap and env; only Redis, its credentials and the
+ports are local):
 the health name its probes ask for must turn SERVING within the startup probe's budget, and
 SIGTERM must turn it NOT_SERVING and end the process cleanly within the pod's grace period.
 """
@@ -73,8 +74,11 @@ def test_jobs_container_starts_serves_its_health_name_and_drains(
     overlay = rendered_overlays["cpu"]
     deployment = overlay.get("Deployment", "jobs")
     (container,) = containers(deployment)
+    # Redis is local: the cluster's Sentinels, password and CA files are replaced by it.
+    local_redis = ("SPEECH_CACHE__REDIS", "SPEECH_JOBS__REDIS", "SPEECH_JOBS__BROKER_URL",
+                   "SPEECH_JOBS__REPLICA_ACKS")
     env = {key: value for key, value in container_env(overlay, container).items()
-           if key != "REDIS_URL"}
+           if not key.startswith(local_redis)}
     port, metrics_port = free_port(), free_port()
     env |= {
         "PATH": str(ROOT / ".venv" / "bin"), "HOME": str(tmp_path), "REDIS_URL": redis_url,

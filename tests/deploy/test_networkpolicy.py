@@ -10,12 +10,13 @@ from tests.deploy.manifests import (
     WORKERS,
     Rendered,
     containers,
-    env_of,
     pod_labels,
 )
 from tests.deploy.netpol import Pod, allowed
+from tests.deploy.settings_env import container_env
 
-GRPC, METRICS, REDIS, EXPORTER, DNS = 50051, 9464, 6379, 9121, 53
+GRPC, METRICS, REDIS, SENTINEL, EXPORTER, DNS = 50051, 9464, 6379, 26379, 9121, 53
+REDIS_GROUPS = ("redis-cache", "redis-jobs")
 CLIENT = Pod("app", {"speech-platform/client": "true"}, "labelled client")
 STRANGER = Pod("app", {"app": "something-else"}, "unlabelled pod")
 PROMETHEUS = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"}, "prometheus")
@@ -41,7 +42,7 @@ def test_default_deny_in_both_directions(overlay: Rendered) -> None:
     # with the default deny alone, nothing flows
     workloads = pods(overlay)
     assert not allowed(deny, CLIENT, workloads["stt"], GRPC)
-    assert not allowed(deny, workloads["stt"], workloads["redis-master"], REDIS)
+    assert not allowed(deny, workloads["stt"], workloads["redis-cache"], REDIS)
 
 
 @pytest.mark.parametrize("name", sorted(GRPC_SERVICES))
@@ -57,7 +58,9 @@ def test_clients_reach_grpc_servers_only_on_the_grpc_port(overlay: Rendered, nam
 def test_nothing_outside_reaches_redis_or_workers(overlay: Rendered) -> None:
     rules, workloads = policies(overlay), pods(overlay)
     for source in (CLIENT, STRANGER, PROMETHEUS):
-        assert not allowed(rules, source, workloads["redis-master"], REDIS), source.name
+        for group in REDIS_GROUPS:
+            for port in (REDIS, SENTINEL):
+                assert not allowed(rules, source, workloads[group], port), (source.name, group)
     for worker in WORKERS:
         for port in (GRPC, METRICS, REDIS):
             assert not allowed(rules, CLIENT, workloads[worker], port)
@@ -72,15 +75,21 @@ def test_prometheus_scrapes_metrics_ports_only(overlay: Rendered) -> None:
         assert not allowed(rules, PROMETHEUS, pod, REDIS), name
 
 
-def test_every_redis_user_reaches_the_master_and_only_it(overlay: Rendered) -> None:
+def test_every_redis_user_reaches_every_redis_pod_and_nothing_else(overlay: Rendered) -> None:
+    """Any pod of a group may be the master after a failover, and the Sentinels are asked
+    first: users reach every Redis pod on both ports."""
     rules, workloads = policies(overlay), pods(overlay)
     users = [d for d in overlay.of_kind("Deployment")
-             if any("REDIS_URL" in env_of(c) for c in containers(d))]
+             if any("SPEECH_CACHE__REDIS_URL" in container_env(overlay, c)
+                    or "SPEECH_JOBS__BROKER_URL" in container_env(overlay, c)
+                    for c in containers(d))]
     assert len(users) == len(GRPC_SERVICES) + len(WORKERS)
     for deployment in users:
         pod = workloads[deployment["metadata"]["name"]]
-        assert allowed(rules, pod, workloads["redis-master"], REDIS), pod.name
-        assert not allowed(rules, pod, workloads["redis-replica"], REDIS), pod.name
+        for group in REDIS_GROUPS:
+            assert allowed(rules, pod, workloads[group], REDIS), (pod.name, group)
+            assert allowed(rules, pod, workloads[group], SENTINEL), (pod.name, group)
+            assert not allowed(rules, pod, workloads[group], GRPC), (pod.name, group)
         assert not allowed(rules, pod, ELSEWHERE, 443), pod.name
         assert allowed(rules, pod, KUBE_DNS, DNS, "UDP"), pod.name
 
@@ -92,12 +101,14 @@ def test_servers_do_not_talk_to_each_other(overlay: Rendered) -> None:
     assert not allowed(rules, workloads["jobs"], workloads["stt"], GRPC)
 
 
-def test_replication_and_keda_reach_the_master(overlay: Rendered) -> None:
+def test_replication_sentinels_and_keda_reach_the_redis_pods(overlay: Rendered) -> None:
     rules, workloads = policies(overlay), pods(overlay)
-    assert allowed(rules, workloads["redis-replica"], workloads["redis-master"], REDIS)
-    assert not allowed(rules, workloads["redis-master"], workloads["redis-replica"], GRPC)
-    assert allowed(rules, KEDA, workloads["redis-master"], REDIS)
-    assert not allowed(rules, KEDA, workloads["redis-replica"], REDIS)
+    for group in REDIS_GROUPS:
+        for port in (REDIS, SENTINEL):  # replication, and Sentinels watching each other
+            assert allowed(rules, workloads[group], workloads[group], port), group
+        assert not allowed(rules, workloads[group], workloads[group], GRPC)
+    for port in (REDIS, SENTINEL):  # KEDA asks the jobs Sentinels, then reads the master
+        assert allowed(rules, KEDA, workloads["redis-jobs"], port)
 
 
 def test_evaluator_refuses_what_it_does_not_model() -> None:
@@ -106,17 +117,3 @@ def test_evaluator_refuses_what_it_does_not_model() -> None:
         "policyTypes": ["Ingress"]}}
     with pytest.raises(NotImplementedError):
         allowed([policy], CLIENT, Pod(NAMESPACE, {"a": "b"}), GRPC)
-
-
-def test_a_promoted_replica_takes_over_the_master_traffic(overlay: Rendered) -> None:
-    """docs/deploy.md's manual failover: relabelling redis-replica-0 as master is enough."""
-    rules, workloads = policies(overlay), pods(overlay)
-    replica = workloads["redis-replica"]
-    labels = {**replica.labels, "speech-platform/redis-role": "master"}
-    promoted = Pod(NAMESPACE, labels, "promoted")
-    service = overlay.get("Service", "redis-master")
-    assert all(promoted.labels.get(k) == v for k, v in service["spec"]["selector"].items())
-    assert allowed(rules, workloads["stt"], promoted, REDIS)
-    assert allowed(rules, workloads["worker-transcription"], promoted, REDIS)
-    assert allowed(rules, KEDA, promoted, REDIS)
-    assert allowed(rules, replica, promoted, REDIS)  # the other replica re-syncs from it

@@ -43,7 +43,7 @@ def quantity(value: str | int | float) -> float:
 
 def test_the_expected_workloads_exist(overlay: Rendered) -> None:
     assert overlay.names("Deployment") == set(GRPC_SERVICES) | set(WORKERS)
-    assert overlay.names("StatefulSet") == {"redis-master", "redis-replica"}
+    assert overlay.names("StatefulSet") == {"redis-cache", "redis-jobs"}
 
 
 def test_every_container_has_requests_and_limits(overlay: Rendered) -> None:

@@ -22,6 +22,9 @@ def jobs_only_settings(broker_url: str) -> Settings:
     settings.jobs.broker_url = broker_url
     # Nobody consumes this queue: the test is about the server, not workers.
     settings.jobs.synthesis_queue = "speech-test-outage"
+    # Calls ride out a short drop (a failover: tests/jobs/test_redis_failover.py) for this
+    # long, then fail UNAVAILABLE; an outage that outlasts it is what this test is about.
+    settings.jobs.redis_retry_s = 0.5
     return settings
 
 

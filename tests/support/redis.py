@@ -116,8 +116,12 @@ class RedisServerProcess:
         port: int | None = None,
         password: str | None = None,
         extra_args: Sequence[str] = (),
+        config_text: str = "",
     ) -> None:
+        """``config_text`` becomes the server's config file (its first argument): Sentinels
+        need one, since they rewrite it with what they learn."""
         self.binary = binary or redis_server_binary()
+        self.config_text = config_text
         self.host = host
         self.port = port or free_port(host)
         self.password = password
@@ -145,8 +149,13 @@ class RedisServerProcess:
     def start(self) -> RedisServerProcess:
         if self.running:
             raise RuntimeError(f"server on port {self.port} is already running")
-        args = [
-            str(self.binary),
+        args = [str(self.binary)]
+        if self.config_text:
+            config = self._dir / "redis.conf"
+            if not config.exists():  # a restart keeps what a Sentinel wrote into it
+                config.write_text(self.config_text)
+            args.append(str(config))
+        args += [
             "--port", str(self.port),
             "--bind", self.host,
             "--dir", str(self._dir),
