@@ -29,6 +29,7 @@ from speech_platform.budget import MIB, MemoryBudget
 from speech_platform.cache.factory import build_cache
 from speech_platform.config import Settings
 from speech_platform.interceptors import ServerInterceptor
+from speech_platform.principals import Authenticator
 from speech_platform.service import ServiceContext, SpeechService
 from speech_server.registry import SERVICES
 
@@ -71,8 +72,13 @@ class SpeechServer:
             self.context.services[service_name] = service
         self.services.extend(self._extra)
 
+        authenticator = Authenticator.from_settings(
+            self.settings.auth,
+            legacy_tokens=cfg.auth_tokens,
+            mtls=bool(cfg.tls.client_ca_file),
+        )
         server = grpc.aio.server(
-            interceptors=[ServerInterceptor(cfg.auth_tokens)],
+            interceptors=[ServerInterceptor(authenticator, self.settings.auth.open_methods)],
             options=_channel_options(self.settings),
             maximum_concurrent_rpcs=None,
         )
