@@ -32,6 +32,7 @@ from speech_platform.interceptors import ServerInterceptor
 from speech_platform.principals import Authenticator
 from speech_platform.service import ServiceContext, SpeechService
 from speech_server.registry import SERVICES
+from speech_server.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,11 @@ class SpeechServer:
             server,
         )
         server.add_generic_rpc_handlers((_reflection_v1_alias(server, names),))
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        address = f"{cfg.host}:{cfg.port}"
+        if cfg.tls.enabled:
+            self.port = server.add_secure_port(address, server_credentials(cfg.tls))
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"could not bind {cfg.host}:{cfg.port}")
         for name in ["", *names]:
