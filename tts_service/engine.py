@@ -74,6 +74,9 @@ class Engine(abc.ABC, Generic[Prepared]):
     sample_rate: int
     #: Identifies the weights (a SHA-256), so cache entries die with a model change.
     model_version: str
+    #: What runs the weights: inference libraries with their versions and the device /
+    #: execution providers, so cache entries die with a change of either.
+    runtime: str
 
     def __init__(self, batcher_settings: BatcherSettings, instances: int) -> None:
         self._batcher_settings = batcher_settings
