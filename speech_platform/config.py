@@ -184,6 +184,10 @@ class ServerSettings(BaseModel):
     auth_tokens: list[str] = Field(default_factory=list)
     #: TLS for the gRPC port (speech_server/tls.py); off (plaintext) unless cert and key set.
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    #: A second, plaintext port that serves grpc.health.v1 only (no speech service, no
+    #: reflection): Kubernetes' native gRPC probes speak no TLS, so with ``tls`` on the
+    #: probes ask here. -1 = none (0 picks a free port).
+    health_port: int = Field(-1, ge=-1, le=65535)
     log_level: str = "WARNING"
     log_json: bool = True
     #: glibc malloc heaps for the process (speech_platform/memory.py: fewer heaps hold less

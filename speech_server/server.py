@@ -54,6 +54,8 @@ class SpeechServer:
         self._extra = list(extra_services or [])
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0
         self._metrics_http: Any = None
         self.port = 0
         self.metrics_port = 0
@@ -104,6 +106,8 @@ class SpeechServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         self._server = server
+        if cfg.health_port >= 0:
+            await self._start_health_port(f"{cfg.host}:{cfg.health_port}")
         if cfg.metrics_port >= 0 and self._metrics_http is None:
             httpd, _thread = start_http_server(cfg.metrics_port, addr=cfg.host)
             self._metrics_http = httpd
@@ -113,6 +117,16 @@ class SpeechServer:
             extra={"port": self.port, "metrics_port": self.metrics_port, "services": names},
         )
         self._start_task = asyncio.create_task(self._start_services())
+
+    async def _start_health_port(self, address: str) -> None:
+        """Plaintext grpc.health.v1 for probes that cannot speak TLS (see health_port)."""
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, health_server)
+        self.health_port = health_server.add_insecure_port(address)
+        if self.health_port == 0:
+            raise RuntimeError(f"could not bind the health port {address}")
+        await health_server.start()
+        self._health_server = health_server
 
     async def _start_services(self) -> None:
         started = time.perf_counter()
@@ -148,6 +162,8 @@ class SpeechServer:
             self._start_task.cancel()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         await asyncio.gather(
             *(s.stop(grace) for s in self.services), return_exceptions=True
         )

@@ -75,6 +75,7 @@ async def server(
     settings.server.tls.key_file = str(pki.server.key)
     settings.server.tls.client_ca_file = str(pki.ca.cert)
     settings.server.auth_tokens = ["legacy-token"]
+    settings.server.health_port = 0  # plaintext health for kubelet probes
     settings.auth.principals = [
         PrincipalSettings(name="alice", token="alice-token"),
         PrincipalSettings(
@@ -189,6 +190,22 @@ async def test_connections_without_a_trusted_client_certificate_are_refused(
     # and a client that does not trust the server's CA does not talk to it
     wrong_trust = tls_channel(server, pki.gateway, pki.other_ca.cert)
     assert await refused(wrong_trust) == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_the_plaintext_health_port_answers_health_and_nothing_else(
+    server: RunningServer,
+) -> None:
+    """Kubernetes' gRPC probes speak no TLS: they get health on a port of its own, which
+    serves no speech service and no reflection."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.server.health_port}") as probe:
+        health = health_pb2_grpc.HealthStub(probe)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service="speech.v1.Jobs"))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await jobs_pb2_grpc.JobsStub(probe).ListJobs(
+                jobs_pb2.ListJobsRequest(), metadata=bearer("ops-token")
+            )
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def grpcurl(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
