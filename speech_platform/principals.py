@@ -19,7 +19,7 @@ UNAUTHENTICATED, HTTP 401) or ``PermissionDenied`` (a credential not accepted: 4
 Tokens are compared by SHA-256 digest, so the process keeps no token it did not have to
 and never logs one.
 
-    >>> from speech_platform.config import AuthSettings, PrincipalSettings
+    >>> from speech_platform.config import AuthSettings, PrincipalSettings, Settings
     >>> auth = Authenticator.from_settings(AuthSettings(principals=[
     ...     PrincipalSettings(name="ops", token="t0ps3cret", roles=["admin"],
     ...                       max_priority="high")]), mtls=True)
@@ -48,7 +48,7 @@ import yaml
 from pydantic import TypeAdapter
 
 from speech_platform import priority
-from speech_platform.config import AuthSettings, PrincipalSettings
+from speech_platform.config import AuthSettings, PrincipalSettings, Settings
 from speech_platform.errors import PermissionDenied, Unauthenticated
 
 ADMIN = "admin"
@@ -143,6 +143,16 @@ class Authenticator:
             legacy_tokens=legacy_tokens,
             mtls=mtls,
             default_max_priority=auth.default_max_priority,
+        )
+
+    @classmethod
+    def for_server(cls, settings: Settings) -> Authenticator:
+        """The authenticator every door of a server shares (gRPC, HTTP): ``auth``, the
+        older ``server.auth_tokens``, and client certificates when mTLS is configured."""
+        return cls.from_settings(
+            settings.auth,
+            legacy_tokens=settings.server.auth_tokens,
+            mtls=bool(settings.server.tls.client_ca_file),
         )
 
     @property

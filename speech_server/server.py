@@ -75,11 +75,7 @@ class SpeechServer:
             self.context.services[service_name] = service
         self.services.extend(self._extra)
 
-        authenticator = Authenticator.from_settings(
-            self.settings.auth,
-            legacy_tokens=cfg.auth_tokens,
-            mtls=bool(cfg.tls.client_ca_file),
-        )
+        authenticator = Authenticator.for_server(self.settings)
         server = grpc.aio.server(
             interceptors=[ServerInterceptor(authenticator, self.settings.auth.open_methods)],
             options=_channel_options(self.settings),
