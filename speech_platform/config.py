@@ -145,6 +145,13 @@ class PrincipalSettings(BaseModel):
     #: served at this level.
     max_priority: PriorityName = "normal"
 
+    @field_validator("name")
+    @classmethod
+    def _not_anonymous(cls, name: str) -> str:
+        if name == "anonymous":
+            raise ValueError("'anonymous' names every caller while auth is off; pick another")
+        return name
+
 
 class AuthSettings(BaseModel):
     """Who may call (speech_platform/principals.py). Auth is on when any principal or

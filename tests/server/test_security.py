@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -238,6 +239,36 @@ async def test_grpcurl_over_mtls(server: RunningServer, pki: Pki) -> None:
         "-key", str(pki.rogue.key), address, "list",
     )
     assert rogue.returncode != 0
+
+
+async def test_the_jobs_cli_over_mtls_with_a_token(server: RunningServer, pki: Pki) -> None:
+    """speech-jobs (a real process) with --cacert/--cert/--key and a token: it submits as
+    alice, and sees only alice's jobs."""
+    cli = [str(ROOT / ".venv" / "bin" / "speech-jobs"), "--server",
+           f"localhost:{server.server.port}", "--cacert", str(pki.ca.cert),
+           "--cert", str(pki.gateway.cert), "--key", str(pki.gateway.key), "--token",
+           "alice-token"]
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], input=stdin, capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    submitted = await asyncio.to_thread(
+        run, "submit-synthesis", "-", "--job-id", "from-cli", "--no-watch",
+        stdin="Hello from the command line.\n",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    listed = await asyncio.to_thread(run, "--json", "list")
+    assert listed.returncode == 0, listed.stderr
+    owners = re.findall(r'"owner": "([^"]*)"', listed.stdout)  # one pretty JSON per job
+    assert owners and set(owners) == {"alice"}
+    assert '"jobId": "from-cli"' in listed.stdout
+    plaintext = await asyncio.to_thread(
+        subprocess.run,
+        [cli[0], "--server", f"localhost:{server.server.port}", "list"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert plaintext.returncode == 2 and "UNAVAILABLE" in plaintext.stderr
 
 
 async def test_a_rotated_server_certificate_is_served_without_a_restart(
