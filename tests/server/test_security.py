@@ -210,8 +210,10 @@ async def test_the_plaintext_health_port_answers_health_and_nothing_else(
 
 
 def grpcurl(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    # A refused handshake makes grpcurl retry until its connect timeout (10 s by default).
     return subprocess.run(
-        [str(GRPCURL), *args], capture_output=True, text=True, timeout=60, check=False
+        [str(GRPCURL), "-connect-timeout", "3", *args],
+        capture_output=True, text=True, timeout=60, check=False,
     )
 
 
@@ -230,15 +232,18 @@ async def test_grpcurl_over_mtls(server: RunningServer, pki: Pki) -> None:
     assert all(job["owner"] == "alice" for job in json.loads(jobs.stdout).get("jobs", []))
     plaintext = await asyncio.to_thread(grpcurl, server, "-plaintext", address, "list")
     assert plaintext.returncode != 0
+    assert "Failed to dial" in plaintext.stderr  # refused at the connection, not later
     no_cert = await asyncio.to_thread(
         grpcurl, server, "-cacert", str(pki.ca.cert), address, "list"
     )
     assert no_cert.returncode != 0
+    assert "Failed to dial" in no_cert.stderr
     rogue = await asyncio.to_thread(
         grpcurl, server, "-cacert", str(pki.ca.cert), "-cert", str(pki.rogue.cert),
         "-key", str(pki.rogue.key), address, "list",
     )
     assert rogue.returncode != 0
+    assert "Failed to dial" in rogue.stderr
 
 
 async def test_the_jobs_cli_over_mtls_with_a_token(server: RunningServer, pki: Pki) -> None:
