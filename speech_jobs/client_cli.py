@@ -71,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SPEECH_TOKEN", ""),
         help="bearer token, if the server wants one (default: $SPEECH_TOKEN)",
     )
+    parser.add_argument(
+        "--cacert",
+        default=os.environ.get("SPEECH_CACERT", ""),
+        help="PEM CA bundle that signs the server's certificate: connect with TLS "
+        "(default: $SPEECH_CACERT; without it, plaintext)",
+    )
+    parser.add_argument(
+        "--cert", default=os.environ.get("SPEECH_CERT", ""),
+        help="client certificate (PEM) for mTLS (default: $SPEECH_CERT)",
+    )
+    parser.add_argument(
+        "--key", default=os.environ.get("SPEECH_KEY", ""),
+        help="the client certificate's private key (PEM) (default: $SPEECH_KEY)",
+    )
     parser.add_argument("--json", action="store_true", help="print jobs as JSON")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -109,12 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def open_channel(address: str, cacert: str = "", cert: str = "", key: str = "") -> grpc.Channel:
+    """Plaintext, or TLS when a CA is given (with a client certificate: mTLS)."""
+    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    if not cacert:
+        return grpc.insecure_channel(address, options=options)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(cacert).read_bytes(),
+        private_key=Path(key).read_bytes() if key else None,
+        certificate_chain=Path(cert).read_bytes() if cert else None,
+    )
+    return grpc.secure_channel(address, credentials, options=options)
+
+
 class JobsClient:
-    def __init__(self, address: str, token: str) -> None:
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
-        )
+    def __init__(self, address: str, token: str, channel: grpc.Channel | None = None) -> None:
+        self._channel = channel or open_channel(address)
         self.stub = jobs_pb2_grpc.JobsStub(self._channel)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
@@ -241,7 +265,12 @@ def run(args: argparse.Namespace, client: JobsClient, out: TextIO, err: TextIO) 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    client = JobsClient(args.server, args.token)
+    try:
+        channel = open_channel(args.server, args.cacert, args.cert, args.key)
+    except OSError as error:
+        sys.stderr.write(f"speech-jobs: {error}\n")
+        raise SystemExit(2) from None
+    client = JobsClient(args.server, args.token, channel)
     try:
         code = run(args, client, sys.stdout, sys.stderr)
     except grpc.RpcError as error:

@@ -62,6 +62,11 @@ class JobRecord:
     attempts: int = 0
     #: Increases with every change, so watchers can drop stale or repeated events.
     version: int = 0
+    #: The principal that submitted the job; only it (or an admin) sees the job.
+    principal: str = ""
+    #: The id its owner knows it by; ``job_id`` is the store's id, scoped to the owner
+    #: (speech_jobs.ids.scoped_id). Empty for records made before ids were scoped.
+    public_id: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -80,6 +85,8 @@ class JobRecord:
             "owner": self.owner,
             "attempts": str(self.attempts),
             "version": str(self.version),
+            "principal": self.principal,
+            "public_id": self.public_id,
         }
 
     @classmethod
@@ -97,6 +104,8 @@ class JobRecord:
             owner=text.get("owner", ""),
             attempts=int(text.get("attempts") or 0),
             version=int(text.get("version") or 0),
+            principal=text.get("principal", ""),
+            public_id=text.get("public_id", ""),
         )
 
     def evolve(self, **changes: Any) -> JobRecord:
@@ -118,7 +127,8 @@ def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
 def to_proto(record: JobRecord, result: bytes | None = None) -> jobs_pb2.Job:
     """The public view; ``result`` is the serialized result message of the job's kind."""
     job = jobs_pb2.Job(
-        job_id=record.job_id,
+        job_id=record.public_id or record.job_id,
+        owner=record.principal,
         kind=int(record.kind),  # type: ignore[arg-type]
         state=int(record.state),  # type: ignore[arg-type]
         progress=min(max(record.progress, 0.0), 1.0),

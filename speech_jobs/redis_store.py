@@ -66,14 +66,15 @@ local function touch(key, now)
 end
 """
 
-# KEYS: job, spec, audio, index   ARGV: id, kind, now, ttl, spec, audio, has_audio, channel
+# KEYS: job, spec, audio, index
+# ARGV: id, kind, now, ttl, spec, audio, has_audio, channel, principal, public_id
 _CREATE = _PUBLISH + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, record(KEYS[1])}
 end
 redis.call('HSET', KEYS[1], 'job_id', ARGV[1], 'kind', ARGV[2], 'state', '1',
   'progress', '0', 'error', '', 'create_time', ARGV[3], 'update_time', ARGV[3],
-  'owner', '', 'attempts', '0', 'version', '1')
+  'owner', '', 'attempts', '0', 'version', '1', 'principal', ARGV[9], 'public_id', ARGV[10])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
 if ARGV[7] == '1' then
@@ -366,7 +367,11 @@ class RedisJobStore:
         value: Any = await self._redis.get(key)
         return bytes(value) if value is not None else None
 
-    async def list_jobs(self, limit: int, state: JobState | None = None) -> list[JobRecord]:
+    async def list_jobs(
+        self, limit: int, state: JobState | None = None, principal: str | None = None
+    ) -> list[JobRecord]:
+        """Walks the one index newest first, keeping ``principal``'s jobs when given (the
+        walk is bounded by the index, which holds only jobs younger than their TTL)."""
         limit = min(limit, MAX_LIST)
         index = f"{self._prefix}index"
         found: list[JobRecord] = []
@@ -387,7 +392,9 @@ class RedisJobStore:
             for fields in rows:
                 if fields:
                     record = JobRecord.from_fields(fields)
-                    if state is None or record.state == state:
+                    if (state is None or record.state == state) and (
+                        principal is None or record.principal == principal
+                    ):
                         found.append(record)
         return found[:limit]
 
@@ -450,6 +457,8 @@ class RedisJobStore:
                 audio or b"",
                 "1" if audio is not None else "0",
                 self.channel(job_id),
+                record.principal,
+                record.public_id,
             ],
         )
         return JobRecord.from_fields(_pairs(fields)), bool(created)

@@ -323,7 +323,9 @@ class JobRunner:
         request = jobs_pb2.SubmitTranscriptionJobRequest.FromString(spec)
         audio: bytes | None
         if request.WhichOneof("source") == "uri":
-            audio = await asyncio.to_thread(read_uri, request.uri, self._settings.max_audio_bytes)
+            audio = await asyncio.to_thread(
+                read_uri, request.uri, self._settings.file_roots, self._settings.max_audio_bytes
+            )
         else:
             audio = await self._store.audio(job_id)
             if audio is None:

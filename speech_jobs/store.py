@@ -98,8 +98,10 @@ class JobStore(Protocol):
         """QUEUED or RUNNING -> CANCELLED; a final job stays as it is. None when unknown."""
         ...
 
-    async def list_jobs(self, limit: int, state: JobState | None = None) -> list[JobRecord]:
-        """Newest first."""
+    async def list_jobs(
+        self, limit: int, state: JobState | None = None, principal: str | None = None
+    ) -> list[JobRecord]:
+        """Newest first; only ``principal``'s jobs when it is given."""
         ...
 
     def watch(self, job_id: str) -> AsyncGenerator[JobRecord, None]:
@@ -159,10 +161,15 @@ class MemoryJobStore:
         entry = self._live(job_id)
         return entry.result if entry else None
 
-    async def list_jobs(self, limit: int, state: JobState | None = None) -> list[JobRecord]:
+    async def list_jobs(
+        self, limit: int, state: JobState | None = None, principal: str | None = None
+    ) -> list[JobRecord]:
         self._prune()
         records = [
-            e.record for e in self._entries.values() if state is None or e.record.state == state
+            e.record
+            for e in self._entries.values()
+            if (state is None or e.record.state == state)
+            and (principal is None or e.record.principal == principal)
         ]
         records.sort(key=lambda r: r.create_time, reverse=True)
         return records[: min(limit, MAX_LIST)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from speech.v1 import jobs_pb2, tts_pb2
 from speech_jobs.engines import SynthesisEngine, TranscriptionEngine
-from speech_jobs.sources import check_readable, path_of
+from speech_jobs.sources import check_readable, check_within_roots
 from speech_platform.config import Settings
 from speech_platform.errors import FailedPrecondition, InvalidArgument
 
@@ -45,9 +45,11 @@ def transcription_submission(
             )
         audio = request.audio
     elif source == "uri" and request.uri:
-        path_of(request.uri)
+        roots = settings.jobs.file_roots
         if in_process:
-            check_readable(request.uri, limit)
+            check_readable(request.uri, roots, limit)
+        else:
+            check_within_roots(request.uri, roots, limit)
     else:
         raise InvalidArgument("no audio: set audio (the bytes) or uri (file:///...)")
     if engine is not None:

@@ -25,6 +25,10 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ServiceName = Literal["stt", "tts", "jobs"]
+#: speech.v1.Priority levels by name, for entitlements (speech_platform.priority).
+PriorityName = Literal["low", "normal", "high"]
+#: Roles a principal may hold: "admin" sees and cancels every principal's jobs.
+RoleName = Literal["admin"]
 EngineName = Literal["piper", "kokoro"]
 ALL_SERVICES: tuple[ServiceName, ...] = ("stt", "tts", "jobs")
 ALL_ENGINES: tuple[EngineName, ...] = ("piper", "kokoro")
@@ -101,6 +105,76 @@ class KokoroBatcherSettings(BatcherSettings):
     max_queue_size: int = Field(128, ge=1)
 
 
+class TlsSettings(BaseModel):
+    """Server certificate, and client certificates (mTLS) when a client CA is given.
+
+    The files are read again when they change (checked at each new connection), so a
+    rotated Kubernetes Secret or cert-manager renewal takes effect without a restart."""
+
+    #: PEM certificate chain of the server; with ``key_file`` it turns TLS on.
+    cert_file: str = ""
+    key_file: str = ""
+    #: PEM CA bundle that signs client certificates: when set, every client must present a
+    #: certificate it signed (mTLS), and the certificate's subject CN names the principal.
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file and self.key_file)
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsSettings:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("server.tls: set both cert_file and key_file, or neither")
+        if self.client_ca_file and not self.enabled:
+            raise ValueError("server.tls.client_ca_file needs cert_file and key_file")
+        return self
+
+
+class PrincipalSettings(BaseModel):
+    """One known caller: the credentials that name it and what it may do.
+
+    A bearer token is given as ``token_sha256`` (hex digest: the config then holds no
+    secret), ``token_env`` (an environment variable holding it, e.g. from a Secret) or
+    ``token`` (the token itself). Under mTLS a client certificate whose subject CN equals
+    ``name`` (or ``cert_common_name``) is this principal too."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@:-]{1,128}$")
+    token: str = ""
+    token_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")
+    token_env: str = ""
+    cert_common_name: str = ""
+    roles: list[RoleName] = Field(default_factory=list)
+    #: The highest priority this principal's requests are served at; asking for more is
+    #: served at this level.
+    max_priority: PriorityName = "normal"
+
+    @field_validator("name")
+    @classmethod
+    def _not_anonymous(cls, name: str) -> str:
+        if name == "anonymous":
+            raise ValueError("'anonymous' names every caller while auth is off; pick another")
+        return name
+
+
+class AuthSettings(BaseModel):
+    """Who may call (speech_platform/principals.py). Auth is on when any principal or
+    ``server.auth_tokens`` is configured, or when mTLS is (``server.tls.client_ca_file``)."""
+
+    principals: list[PrincipalSettings] = Field(default_factory=list)
+    #: A YAML (or JSON) list of principals in the form above, e.g. a mounted Secret; its
+    #: entries are added to ``principals``.
+    principals_file: str = ""
+    #: RPC method prefixes served without credentials (orchestrators' probes, grpcurl list).
+    open_methods: list[str] = Field(
+        default_factory=lambda: ["grpc.health.v1.", "grpc.reflection."]
+    )
+    #: The priority cap of callers without an entitlement of their own: everyone while
+    #: auth is off, ``server.auth_tokens`` tokens, and client certificates naming no
+    #: principal. High priority is thus granted by configuration, never self-claimed.
+    default_max_priority: PriorityName = "normal"
+
+
 class ServerSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
@@ -115,8 +189,16 @@ class ServerSettings(BaseModel):
     #: connections rebalance across pods behind kube-proxy; 0 disables.
     max_connection_age_s: float = Field(300.0, ge=0)
     max_connection_age_grace_s: float = Field(30.0, ge=0)
-    #: Bearer tokens accepted in the "authorization" metadata; empty disables auth.
+    #: Bearer tokens accepted in the "authorization" metadata (the older, shorter form of
+    #: ``auth.principals``): each becomes a principal named ``token-<first 12 hex of its
+    #: SHA-256>`` with ``auth.default_max_priority`` and no roles.
     auth_tokens: list[str] = Field(default_factory=list)
+    #: TLS for the gRPC port (speech_server/tls.py); off (plaintext) unless cert and key set.
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    #: A second, plaintext port that serves grpc.health.v1 only (no speech service, no
+    #: reflection): Kubernetes' native gRPC probes speak no TLS, so with ``tls`` on the
+    #: probes ask here. -1 = none (0 picks a free port).
+    health_port: int = Field(-1, ge=-1, le=65535)
     log_level: str = "WARNING"
     log_json: bool = True
     #: glibc malloc heaps for the process (speech_platform/memory.py: fewer heaps hold less
@@ -284,6 +366,10 @@ class JobsSettings(BaseModel):
     #: Audio that jobs queued in this process (the local backend) may hold in all, in MiB;
     #: past it a submission gets RESOURCE_EXHAUSTED. 0 = no cap.
     max_queued_audio_mb: int = Field(1024, ge=0)
+    #: Directories a transcription job's ``file://`` URI may name a file under (a volume
+    #: the workers share). Empty (the default) refuses every file:// URI. A path is walked
+    #: one component at a time without following symbolic links (speech_jobs/sources.py).
+    file_roots: list[Path] = Field(default_factory=list)
     max_audio_seconds: float = Field(4 * 3600.0, gt=0)
     max_texts: int = Field(10_000, ge=1)
     #: Must exceed the longest job, or Redis re-delivers a job still running.
@@ -307,6 +393,7 @@ class Settings(BaseSettings):
     )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)

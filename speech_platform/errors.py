@@ -48,6 +48,23 @@ class DeadlineExceeded(SpeechError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class AuthError(SpeechError):
+    """A credential that is missing, malformed or not accepted (speech_platform.principals);
+    an HTTP door answers the subclasses with 401 and 403."""
+
+
+class Unauthenticated(AuthError):
+    """No usable credential: HTTP 401."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(AuthError):
+    """A credential was presented but is not accepted: HTTP 403."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 def grpc_status_for(error: BaseException) -> tuple[grpc.StatusCode, str, float | None]:
     """(code, message, retry-after seconds or None) for any failure of a request."""
     if isinstance(error, ResourceExhausted):

@@ -7,7 +7,6 @@ and retry hint are decided here, in one place, so no RPC can answer UNKNOWN.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
 import logging
 import time
@@ -20,11 +19,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from speech_platform.errors import InvalidArgument, grpc_status_for
 from speech_platform.metrics import IN_FLIGHT, REQUEST_LATENCY, REQUESTS
+from speech_platform.principals import Authenticator, bind
 
 log = logging.getLogger(__name__)
 
-#: Operators' tools work without a token: health checks and reflection.
-_OPEN_SERVICES = ("grpc.health.v1.", "grpc.reflection.")
+#: Operators' tools work without a token by default: health checks and reflection.
+OPEN_METHODS = ("grpc.health.v1.", "grpc.reflection.")
+#: The auth-context property that holds the verified client certificate's subject CN.
+_COMMON_NAME = "x509_common_name"
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -58,9 +60,22 @@ async def abort_for(context: grpc.aio.ServicerContext, error: BaseException, met
     await context.abort(code, message, trailing_metadata=tuple(metadata))
 
 
+def peer_common_name(context: grpc.aio.ServicerContext) -> str | None:
+    """The subject CN of the client certificate gRPC's TLS layer verified, if any."""
+    values = (context.auth_context() or {}).get(_COMMON_NAME) or []
+    return values[0].decode(errors="replace") if values else None
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, auth_tokens: Sequence[str] = ()) -> None:
-        self._tokens = [t.encode() for t in auth_tokens]
+    """``authenticator`` None: auth off (every caller anonymous, nothing capped)."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator | None = None,
+        open_methods: Sequence[str] = OPEN_METHODS,
+    ) -> None:
+        self._authenticator = authenticator
+        self._open = tuple(open_methods)
 
     async def intercept_service(
         self,
@@ -72,10 +87,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
         service, name = _split(method)
-        open_method = method.lstrip("/").startswith(_OPEN_SERVICES)
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        auth_error = None if open_method else self._auth_error(metadata.get("authorization"))
-        wrap = _Wrapper(method, service, name, auth_error)
+        open_method = method.lstrip("/").startswith(self._open)
+        wrap = _Wrapper(method, service, name, None if open_method else self._authenticator)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 wrap.unary(handler.unary_unary),
@@ -99,19 +112,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
-
-    def _auth_error(self, header: str | bytes | None) -> tuple[grpc.StatusCode, str] | None:
-        if not self._tokens:
-            return None
-        if not header:
-            return grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>'"
-        value = header.encode() if isinstance(header, str) else header
-        scheme, _, token = value.partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
-            return grpc.StatusCode.UNAUTHENTICATED, "authorization must be 'Bearer <token>'"
-        if not any(hmac.compare_digest(token, known) for known in self._tokens):
-            return grpc.StatusCode.PERMISSION_DENIED, "token not accepted"
-        return None
 
 
 class _Malformed:
@@ -164,16 +164,18 @@ class _Wrapper:
         method: str,
         service: str,
         name: str,
-        auth_error: tuple[grpc.StatusCode, str] | None,
+        authenticator: Authenticator | None,
     ) -> None:
         self.method = method
         self.service = service
         self.name = name
-        self.auth_error = auth_error
+        self.authenticator = authenticator
 
     async def _precheck(self, context: grpc.aio.ServicerContext) -> None:
-        if self.auth_error is not None:
-            await context.abort(*self.auth_error)
+        if self.authenticator is not None:
+            header = dict(context.invocation_metadata() or ()).get("authorization")
+            # Raises Unauthenticated / PermissionDenied, answered like any SpeechError.
+            bind(self.authenticator.authenticate(header, peer_common_name(context)))
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed on arrival")

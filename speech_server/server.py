@@ -30,8 +30,10 @@ from speech_platform.cache.factory import build_cache
 from speech_platform.config import Settings
 from speech_platform.interceptors import ServerInterceptor
 from speech_platform.memory import IdleTrim
+from speech_platform.principals import Authenticator
 from speech_platform.service import ServiceContext, SpeechService
 from speech_server.registry import SERVICES
+from speech_server.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class SpeechServer:
         self._extra = list(extra_services or [])
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
+        self.health_port = 0
         self._metrics_http: Any = None
         self.port = 0
         self.metrics_port = 0
@@ -74,8 +78,9 @@ class SpeechServer:
             self.context.services[service_name] = service
         self.services.extend(self._extra)
 
+        authenticator = Authenticator.for_server(self.settings)
         server = grpc.aio.server(
-            interceptors=[ServerInterceptor(cfg.auth_tokens)],
+            interceptors=[ServerInterceptor(authenticator, self.settings.auth.open_methods)],
             options=_channel_options(self.settings),
             maximum_concurrent_rpcs=None,
         )
@@ -89,13 +94,19 @@ class SpeechServer:
             server,
         )
         server.add_generic_rpc_handlers((_reflection_v1_alias(server, names),))
-        self.port = server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        address = f"{cfg.host}:{cfg.port}"
+        if cfg.tls.enabled:
+            self.port = server.add_secure_port(address, server_credentials(cfg.tls))
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"could not bind {cfg.host}:{cfg.port}")
         for name in ["", *names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
         self._server = server
+        if cfg.health_port >= 0:
+            await self._start_health_port(f"{cfg.host}:{cfg.health_port}")
         if cfg.metrics_port >= 0 and self._metrics_http is None:
             httpd, _thread = start_http_server(cfg.metrics_port, addr=cfg.host)
             self._metrics_http = httpd
@@ -111,6 +122,16 @@ class SpeechServer:
                 lambda: budget.reservations, lambda: budget.in_use > 0, cfg.trim_idle_memory_s
             )
             self._trim_task = asyncio.create_task(self.idle_trim.run())
+
+    async def _start_health_port(self, address: str) -> None:
+        """Plaintext grpc.health.v1 for probes that cannot speak TLS (see health_port)."""
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, health_server)
+        self.health_port = health_server.add_insecure_port(address)
+        if self.health_port == 0:
+            raise RuntimeError(f"could not bind the health port {address}")
+        await health_server.start()
+        self._health_server = health_server
 
     async def _start_services(self) -> None:
         started = time.perf_counter()
@@ -148,6 +169,8 @@ class SpeechServer:
             self._trim_task.cancel()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         await asyncio.gather(
             *(s.stop(grace) for s in self.services), return_exceptions=True
         )

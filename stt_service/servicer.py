@@ -1,9 +1,9 @@
 """The speech.v1.SpeechToText servicer: request checks, the cache door, the Transcriber.
 
 Shaped like tts_service/servicer.py: a request is checked and converted, looked up at the
-service's cache door (speech_platform.cache.door, keyed by ``_cache_key`` here), and on a
-miss decoded and transcribed by the core, whose ``Transcript`` becomes the wire message in
-``assembly.to_proto``.
+service's cache door (speech_platform.cache.door, keyed by ``transcription_cache_key``
+here), and on a miss decoded and transcribed by the core, whose ``Transcript`` becomes the
+wire message in ``assembly.to_proto``.
 
 Errors are raised, never returned: the server's interceptor turns them into status codes
 (InvalidArgument -> INVALID_ARGUMENT, NotFound -> NOT_FOUND, batcher errors -> their codes).
@@ -111,7 +111,7 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                         caller=caller,
                     )
 
-        key = _cache_key(request, resolved) if self._door.enabled else ""
+        key = transcription_cache_key(request, resolved) if self._door.enabled else ""
         transcript, hit = await self._door.get_or_compute(key, compute, skip=config.skip_cache)
         return to_proto(transcript, cache_hit=hit)
 
@@ -140,6 +140,8 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                     device=model.device,
                     compute_type=model.compute_type,
                     instances=model.instances,
+                    weights_digest=model.weights_digest,
+                    engine_version=model.engine_version,
                 )
                 for model in self._transcriber.models()
             ]
@@ -150,7 +152,9 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
             raise Unavailable("speech-to-text models are still loading; retry shortly")
 
 
-def _cache_key(request: stt_pb2.TranscribeRequest, resolved: ResolvedOptions) -> str:
+def transcription_cache_key(
+    request: stt_pb2.TranscribeRequest, resolved: ResolvedOptions
+) -> str:
     """SHA-256 over the audio's SHA-256 and every option that changes the transcript.
 
     A container's own header decides how it decodes, so its declared encoding, rate and

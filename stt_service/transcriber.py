@@ -31,6 +31,7 @@ from batcher import Batcher, BatchFunction, RecordingObserver, Reservation
 from speech_platform.batching import make_batcher
 from speech_platform.config import SttSettings
 from speech_platform.errors import InvalidArgument, NotFound
+from speech_platform.fingerprint import files_digest, versions_of
 from speech_platform.metrics import ENGINE_AUDIO_SECONDS
 from stt_service.assembly import Transcript, build_transcript
 from stt_service.assets import MODELS, model_path
@@ -66,6 +67,8 @@ MAX_CONTINUATIONS = 3
 #: time behind them (it shortens the tail; figures: docs/benchmarks.md, "Figures behind
 #: defaults").
 CONTINUATION_PRIORITY_BOOST = 1
+#: The libraries whose release can change a transcript (part of every cache key).
+ENGINE_VERSION = versions_of("faster-whisper", "ctranslate2")
 
 
 @dataclass
@@ -86,6 +89,10 @@ class LoadedModel:
     engines: tuple[WhisperEngine, ...] = ()
     encoder_buckets_s: tuple[float, ...] = DEFAULT_BUCKETS_S
     encoder_margin_s: float = DEFAULT_MARGIN_S
+    #: The model files' digest (speech_platform.fingerprint.files_digest), taken at load.
+    weights_digest: str = ""
+    #: The inference libraries' versions (faster-whisper, CTranslate2).
+    engine_version: str = ""
 
     def frames_for(self, num_samples: int) -> int:
         """The encoder length (mel frames) a window of ``num_samples`` is decoded at."""
@@ -100,9 +107,15 @@ class ResolvedOptions:
     decode: DecodeOptions
 
     def cache_parts(self) -> dict[str, Any]:
-        """Everything here that changes the transcript, for the response cache key."""
+        """Everything here that changes the transcript, for the response cache key: the
+        weights, the numeric setup (device, compute type) and the engine's release as well
+        as the request's own options."""
         return {
             "model": self.model.name,
+            "weights": self.model.weights_digest,
+            "device": self.model.device,
+            "compute_type": self.model.compute_type,
+            "engine": self.model.engine_version,
             "language": self.decode.language or "auto",
             "beam_size": self.decode.beam_size,
             "word_timestamps": self.decode.word_timestamps,
@@ -136,6 +149,7 @@ class Transcriber:
 
     async def _load(self, name: str) -> LoadedModel:
         path = await asyncio.to_thread(model_path, name, self._model_dir)
+        weights = await asyncio.to_thread(files_digest, path)
         settings = self.settings
         device = self.device
         gpus = ctranslate2.get_cuda_device_count() if device == "cuda" else 0
@@ -190,6 +204,8 @@ class Transcriber:
             engines=tuple(engines),
             encoder_buckets_s=tuple(settings.encoder_buckets_s),
             encoder_margin_s=settings.encoder_margin_s,
+            weights_digest=weights,
+            engine_version=ENGINE_VERSION,
         )
 
     async def stop(self, grace_s: float | None = None) -> None:

@@ -81,6 +81,9 @@ class Engine(abc.ABC, Generic[Prepared]):
     threads_per_instance: int = 1
     #: Computes on this process's CPU (False on a GPU).
     on_cpu: bool = True
+    #: What runs the weights: inference libraries with their versions and the device /
+    #: execution providers, so cache entries die with a change of either.
+    runtime: str
 
     def __init__(self, batcher_settings: BatcherSettings, instances: int) -> None:
         self._batcher_settings = batcher_settings

@@ -24,6 +24,7 @@ import onnxruntime as ort
 from batcher import BatchFunction
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
+from speech_platform.fingerprint import versions_of
 from tts_service.assets import kokoro_assets
 from tts_service.engine import Engine, PreparedItem, engine_failure, session_options
 from tts_service.voices import KOKORO, Voice, kokoro_voice
@@ -92,6 +93,7 @@ class KokoroEngine(Engine[PreparedItem]):
         self.threads_per_instance = settings.kokoro_threads
         self.on_cpu = settings.kokoro_device == "cpu"
         self._providers = onnx_providers(settings.kokoro_device)
+        self.runtime = f"{versions_of('kokoro-onnx', 'onnxruntime')}; {','.join(self._providers)}"
         self._model_path: Path | None = None
         self._styles: dict[str, np.ndarray] = {}
         self._voices: list[Voice] = []

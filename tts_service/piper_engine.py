@@ -30,6 +30,7 @@ from piper.phonemize_espeak import EspeakPhonemizer
 from batcher import BatchFunction
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
+from speech_platform.fingerprint import versions_of
 from tts_service.assets import PIPER_VOICE, piper_assets
 from tts_service.engine import (
     Engine,
@@ -79,6 +80,8 @@ class PiperEngine(Engine[PreparedItem]):
         self._voice: Voice | None = None
         self.sample_rate = 22050
         self.model_version = ""
+        # Piper always runs on the CPU provider (the gpu image moves only Kokoro).
+        self.runtime = f"{versions_of('piper-tts', 'onnxruntime')}; CPUExecutionProvider"
         self._session: ort.InferenceSession | None = None
         self._session_lock = threading.Lock()
 

@@ -421,6 +421,7 @@ def synthesis_cache_key(
             "engine": engine.name,
             "voice": plan.voice.name,
             "model": engine.model_version,
+            "runtime": engine.runtime,
             "text": plan.normalized,
             "speaking_rate": plan.speaking_rate,
             "volume_gain_db": plan.gain_db,

@@ -2,8 +2,9 @@
 
 Core kinds go through kubernetes-validate (the OpenAPI schemas of each Kubernetes release, strict:
 unknown fields fail). The CRDs the platform uses are checked against typed models generated
-from their CRDs (PyPI cloudcoil-models-keda and -prometheus-operator); as those models ignore
-unknown fields, an object must also survive a round trip unchanged, so a misspelt field fails.
+from their CRDs (PyPI cloudcoil-models-keda, -prometheus-operator and -cert-manager); as
+those models ignore unknown fields, an object must also survive a round trip unchanged, so a
+misspelt field fails.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import kubernetes_validate
+from cloudcoil.models.cert_manager import v1 as cert_manager
 from cloudcoil.models.keda import v1alpha1 as keda
 from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
 
@@ -25,6 +27,7 @@ CRD_MODELS: dict[tuple[str, str], Any] = {
     ("monitoring.coreos.com/v1", "PodMonitor"): prometheus_operator.PodMonitor,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): prometheus_operator.ServiceMonitor,
     ("monitoring.coreos.com/v1", "PrometheusRule"): prometheus_operator.PrometheusRule,
+    ("cert-manager.io/v1", "Certificate"): cert_manager.Certificate,
 }
 
 

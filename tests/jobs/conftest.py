@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -36,9 +37,11 @@ def jobs_channel(address: str) -> grpc.aio.Channel:
 MAX_AUDIO_BYTES = 20 * 1024 * 1024
 
 
-def local_settings() -> Settings:
-    """An all-in-one server with the embedded (no Redis) jobs backend."""
+def local_settings(file_roots: list[Path] | None = None) -> Settings:
+    """An all-in-one server with the embedded (no Redis) jobs backend; file:// sources
+    are read under ``file_roots`` only."""
     settings = server_settings(["stt", "tts", "jobs"])
+    settings.jobs.file_roots = list(file_roots or [])
     settings.tts.engines = ["piper"]
     settings.jobs.backend = "local"
     settings.jobs.local_concurrency = 1
@@ -53,9 +56,11 @@ def local_settings() -> Settings:
 
 
 @pytest.fixture(scope="package")
-async def local_server() -> AsyncIterator[RunningServer]:
-    """Shared by the local-backend and CLI tests (models load once)."""
-    async with running_server(local_settings()) as running:
+async def local_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
+    """Shared by the local-backend and CLI tests (models load once); the tests' tmp_path
+    directories are under its one file root."""
+    roots = [tmp_path_factory.getbasetemp()]
+    async with running_server(local_settings(roots)) as running:
         yield running
 
 

@@ -18,6 +18,7 @@ from celery import Celery
 
 from speech.v1 import jobs_pb2, jobs_pb2_grpc, tts_pb2, tts_pb2_grpc
 from speech_jobs.celery_app import TASK_NAMES, make_celery_app
+from speech_jobs.ids import scoped_id
 from speech_jobs.records import JobKind, JobRecord, JobState
 from speech_jobs.redis_store import RedisJobStore
 from speech_platform.config import Settings
@@ -174,6 +175,11 @@ async def submit(jobs: jobs_pb2_grpc.JobsStub, recording: Recording) -> jobs_pb2
     return (await jobs.SubmitTranscriptionJob(request)).job
 
 
+def stored(job: jobs_pb2.Job) -> str:
+    """The id the store and the broker know the job by (scoped to its owner)."""
+    return scoped_id(job.owner, job.job_id)
+
+
 async def record_of(store: RedisJobStore, job_id: str) -> JobRecord:
     record = await store.get(job_id)
     assert record is not None
@@ -255,18 +261,18 @@ async def test_a_job_survives_its_worker_being_killed(
     job = await submit(jobs, make_recording(CRASH_AUDIO_S))
     watcher = asyncio.create_task(watch_job(jobs, job.job_id, timeout_s=600))
     await first_update(jobs, job.job_id, running_with_progress)
-    victim = pool.by_owner((await record_of(store, job.job_id)).owner)
+    victim = pool.by_owner((await record_of(store, stored(job))).owner)
     await asyncio.to_thread(victim.kill)
     updates = await watcher
     final = updates[-1]
     assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
     assert_monotonic_progress(updates)
-    record = await record_of(store, job.job_id)
+    record = await record_of(store, stored(job))
     assert record.attempts == 2
     assert same_as_uninterrupted(final, uninterrupted)
     # A surviving worker's sweep put it back in the queue once the dead one's lease lapsed.
     sweeps = "".join(w.log_tail(10**6) for w in pool.workers if w.alive)
-    swept = f'stopped renewing its lease", "job_id": "{job.job_id}"'
+    swept = f'stopped renewing its lease", "job_id": "{stored(job)}"'
     assert swept in sweeps
     # The dead worker's delivery is still unacknowledged in the broker (Redis re-delivers it
     # only after the visibility timeout, when the job is final and it is dropped).
@@ -275,7 +281,7 @@ async def test_a_job_survives_its_worker_being_killed(
         unacked = [json.loads(v) for v in client.hvals("unacked")]
     finally:
         client.close()
-    assert job.job_id in [message[0]["headers"]["id"] for message in unacked]
+    assert stored(job) in [message[0]["headers"]["id"] for message in unacked]
 
 
 async def test_sigterm_gives_the_running_job_back_to_the_queue(
@@ -289,17 +295,17 @@ async def test_sigterm_gives_the_running_job_back_to_the_queue(
     job = await submit(jobs, make_recording(CRASH_AUDIO_S))
     watcher = asyncio.create_task(watch_job(jobs, job.job_id, timeout_s=600))
     await first_update(jobs, job.job_id, running_with_progress)
-    leaving = pool.by_owner((await record_of(store, job.job_id)).owner)
+    leaving = pool.by_owner((await record_of(store, stored(job))).owner)
     leaving.terminate()  # worker_drain_s is 0: the job goes back at the next window
     assert await asyncio.to_thread(leaving.wait_exit) == 0
-    requeued = await record_of(store, job.job_id)
+    requeued = await record_of(store, stored(job))
     assert requeued.state in (JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED)
     assert owner_host(requeued.owner) != leaving.name
     updates = await watcher
     final = updates[-1]
     assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
     assert same_as_uninterrupted(final, uninterrupted)
-    assert (await record_of(store, job.job_id)).attempts == 2
+    assert (await record_of(store, stored(job))).attempts == 2
     assert_monotonic_progress(updates)
     assert "job given back to the queue" in leaving.log_tail(20000)
 
@@ -335,7 +341,7 @@ async def test_sigterm_with_drain_time_finishes_the_job_first(
         final = updates[-1]
         assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
         assert same_as_uninterrupted(final, uninterrupted)
-        assert (await record_of(store, job.job_id)).attempts == 1
+        assert (await record_of(store, stored(job))).attempts == 1
         assert jobs_pb2.JOB_STATE_QUEUED not in [u.state for u in updates[1:]]
     finally:
         await asyncio.to_thread(worker.stop)
@@ -371,7 +377,7 @@ async def test_cancel_running_and_queued_jobs(
         assert client.llen(queue) == 0  # the revoked message was taken and dropped
     finally:
         client.close()
-    record = await record_of(store, third.job_id)
+    record = await record_of(store, stored(third))
     assert record.state is JobState.CANCELLED and record.attempts == 0
 
 
@@ -392,15 +398,15 @@ async def test_broker_message_carries_only_the_job_id(
         assert len(messages) == 1
         assert len(messages[0]) < 4096 < len(recording.wav)
         envelope = json.loads(messages[0])
-        assert envelope["headers"]["id"] == job.job_id
-        audio_key = f"{settings.jobs.key_prefix}audio:{job.job_id}"
+        assert envelope["headers"]["id"] == stored(job)
+        audio_key = f"{settings.jobs.key_prefix}audio:{stored(job)}"
         assert client.get(audio_key) == recording.wav
         longest = settings.jobs.visibility_timeout_s + settings.jobs.result_ttl_s
         assert 0 < client.ttl(audio_key) <= longest
     finally:
         client.delete(queue)
         client.close()
-    assert (await record_of(store, job.job_id)).state is JobState.QUEUED
+    assert (await record_of(store, stored(job))).state is JobState.QUEUED
 
 
 async def test_bad_input_on_the_celery_backend(jobs: jobs_pb2_grpc.JobsStub):
@@ -505,12 +511,12 @@ async def test_a_redelivered_job_does_not_run_twice(
     job = await submit(jobs, make_recording(240.0))
     await first_update(jobs, job.job_id, running_with_progress)
     # The idle worker receives the duplicate while the owner still runs the job.
-    assert await deliver_again(job.job_id) == {"job_id": job.job_id, "outcome": "skipped"}
+    assert await deliver_again(stored(job)) == {"job_id": stored(job), "outcome": "skipped"}
     final = (await watch_job(jobs, job.job_id))[-1]
     assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
-    ended = await record_of(store, job.job_id)
+    ended = await record_of(store, stored(job))
     assert ended.attempts == 1
-    assert await deliver_again(job.job_id) == {"job_id": job.job_id, "outcome": "skipped"}
-    assert await record_of(store, job.job_id) == ended
+    assert await deliver_again(stored(job)) == {"job_id": stored(job), "outcome": "skipped"}
+    assert await record_of(store, stored(job)) == ended
     again = (await jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job.job_id))).job
     assert again.transcription == final.transcription

@@ -163,7 +163,7 @@ BAD_SUBMITS = {
     ),
     "missing file": (
         jobs_pb2.SubmitTranscriptionJobRequest(uri="file:///nonexistent/dir/a.wav"),
-        "cannot read",
+        "cannot be used",
     ),
     "file uri naming a host": (
         jobs_pb2.SubmitTranscriptionJobRequest(uri="file://fileserver/share/a.wav"),

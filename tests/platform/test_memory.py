@@ -53,15 +53,15 @@ def test_a_trim_gives_a_bursts_freed_heap_back_to_the_os() -> None:
 
 
 async def test_idle_trim_trims_once_after_work_and_never_while_busy() -> None:
-    state = {"activity": 0, "busy": True}
-    trim = IdleTrim(lambda: state["activity"], lambda: state["busy"], interval_s=0.001)
+    state: dict[str, int] = {"activity": 0, "busy": 1}
+    trim = IdleTrim(lambda: state["activity"], lambda: state["busy"] > 0, interval_s=0.001)
     task = asyncio.create_task(trim.run())
     try:
         state["activity"] = 3  # work happened, still in flight: no trim
         for _ in range(50):
             await asyncio.sleep(0.002)  # let a few periods pass (the trimmer's own clock)
         assert trim.trims == 0
-        state["busy"] = False
+        state["busy"] = 0
         async with asyncio.timeout(10):
             while trim.trims == 0:  # noqa: ASYNC110 - polling the condition, bounded
                 await asyncio.sleep(0.001)
