@@ -315,6 +315,7 @@ class Synthesizer:
         deadline = None
         if request.timeout_s is not None and math.isfinite(request.timeout_s):
             deadline = time.monotonic() + request.timeout_s
+        self._precheck(request, route)
         if len(text) <= INLINE_TEXT_CHARS:
             normalized, sentences = _split(text)
         else:
@@ -359,6 +360,26 @@ class Synthesizer:
         if not items:
             raise InvalidArgument(f"text has nothing that voice {voice.name} can speak")
         return items
+
+    def _precheck(self, request: SynthesisRequest, route: Route) -> None:
+        """Refuses (Overloaded) before any text work a request that would finish too late
+        even at its length as sent (spelling out only lengthens it) on its voice and on
+        its stand-in: a flood of long texts then costs little."""
+        level = request.priority * SENTENCE_LEVELS + SENTENCE_LEVELS - 1
+        voices = [v for v in (route.voice, route.fallback) if v is not None]
+        for index, voice in enumerate(voices):
+            try:
+                with self.engines[voice.engine].reserve(
+                    len(request.text),
+                    max(len(request.text) // DEFAULT_MAX_SENTENCE_CHARS, 1),
+                    priority=level,
+                    timeout_s=request.timeout_s,
+                    caller=request.caller,
+                ):
+                    return
+            except QueueFull:
+                if index == len(voices) - 1:
+                    raise
 
     async def _prepare_and_submit(
         self, engine: Engine[PreparedItem], plan: _Plan

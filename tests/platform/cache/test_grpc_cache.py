@@ -97,7 +97,9 @@ async def test_fifty_identical_concurrent_requests_compute_once(
         computed = await engine_items(tts_server) - before
     assert computed == one_request
     assert len({r.audio for r in responses}) == 1  # one computation, shared
-    assert not any(r.cache_hit for r in responses)  # they shared a computation, not a hit
+    # They shared one computation; on a loaded machine a straggler may arrive after it
+    # finished and hit the cache instead, which is the same one computation.
+    assert not all(r.cache_hit for r in responses)
     async with tts_server.channel() as channel:
         again = await tts_pb2_grpc.TextToSpeechStub(channel).Synthesize(request(text))
     assert again.cache_hit
