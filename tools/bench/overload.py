@@ -42,6 +42,8 @@ from tools.bench.workload import all_recordings
 SENTENCE = "Tell me about a project you are proud of."
 TRANSCRIBE = "/speech.v1.SpeechToText/Transcribe"
 SYNTHESIZE = "/speech.v1.TextToSpeech/Synthesize"
+#: Client connections the burst's callers are spread over.
+CONNECTIONS = 50
 
 
 def _requests() -> dict[str, bytes]:
@@ -89,16 +91,24 @@ async def _burst(
     address: str, bodies: dict[str, bytes], clients: int, deadline_s: float
 ) -> dict[str, Any]:
     health_worst = 0.0
-    async with grpc.aio.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+    # Callers on connections of their own, as many clients would be (one HTTP/2
+    # connection for all would queue every refusal behind every upload).
+    channels = [grpc.aio.insecure_channel(address) for _ in range(CONNECTIONS)]
+    try:
+        health = health_pb2_grpc.HealthStub(channels[0])
         methods = [list(bodies)[i % 2] for i in range(clients)]
-        calls = [asyncio.ensure_future(_call(channel, m, bodies[m], deadline_s)) for m in methods]
+        calls = [
+            asyncio.ensure_future(_call(channels[i % CONNECTIONS], m, bodies[m], deadline_s))
+            for i, m in enumerate(methods)
+        ]
         while not all(c.done() for c in calls):
             started = time.perf_counter()
             await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=deadline_s)
             health_worst = max(health_worst, time.perf_counter() - started)
             await asyncio.sleep(0.25)  # a health prober's pace, not synchronisation
         outcomes = [c.result() for c in calls]
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
     by_method = {
         m.rsplit("/", 1)[-1]: _outcome_stats(
             [o for o, mm in zip(outcomes, methods, strict=True) if mm == m]
