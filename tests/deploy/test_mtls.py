@@ -82,7 +82,13 @@ def test_jobs_container_serves_mtls_as_configured(
     client = ca.issue("billing-service")
     deployment = mtls.get("Deployment", "jobs")
     (container,) = containers(deployment)
-    env = {k: v for k, v in container_env(mtls, container).items() if k != "REDIS_URL"}
+    # Redis here is the test's own plaintext server without replicas: the manifest's
+    # Redis settings (Sentinel URLs, password and TLS files, replica acks) go.
+    env = {
+        k: v
+        for k, v in container_env(mtls, container).items()
+        if not any(part in k for part in ("REDIS", "BROKER_URL", "REPLICA_ACK"))
+    }
     files = {"tls.crt": server_cert.cert, "tls.key": server_cert.key, "ca.crt": ca.cert}
     for key, value in list(env.items()):
         if value.startswith(MOUNT + "/"):

@@ -31,8 +31,10 @@ import pytest
 
 from speech.v1 import jobs_pb2, jobs_pb2_grpc, tts_pb2, tts_pb2_grpc
 from speech_jobs.celery_app import make_celery_app
+from speech_jobs.ids import scoped_id
 from speech_jobs.redis_store import RedisJobStore
 from speech_platform.config import Settings
+from speech_platform.principals import ANONYMOUS_NAME
 from tests.jobs.conftest import jobs_channel, watch_job
 from tests.jobs.workers import WorkerProcess, stop_all, worker_env
 from tests.support.redis import RedisServerProcess
@@ -215,7 +217,10 @@ async def test_master_killed_under_load_loses_and_repeats_nothing(
         ]
         store = RedisJobStore.for_settings(settings.jobs)
         try:
-            records = [await store.get(job_id) for job_id in seen.accepted]
+            # (no auth here: every job's owner is the anonymous principal)
+            records = [
+                await store.get(scoped_id(ANONYMOUS_NAME, job_id)) for job_id in seen.accepted
+            ]
         finally:
             await store.close()
         # After the failover a fresh entry lands in the new master.
@@ -241,7 +246,7 @@ async def test_master_killed_under_load_loses_and_repeats_nothing(
     ]
     assert all(len(f.synthesis.items) == 1 and not f.synthesis.items[0].error for f in finals)
     attempts = {r.job_id: r.attempts for r in records if r is not None}
-    assert attempts == {job_id: 1 for job_id in seen.accepted}, attempts
+    assert attempts == {scoped_id(ANONYMOUS_NAME, j): 1 for j in seen.accepted}, attempts
 
     refused = [t for t in seen.refusals if t > killed_at]
     resumed_at = min(accepted_after)
