@@ -15,7 +15,7 @@ import io
 import logging
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import av
 import numpy as np
@@ -54,10 +54,18 @@ class DecodedAudio:
     source_format: str
     source_rate: int
     source_channels: int
+    #: Each channel on its own, shape (channels, samples) at 16 kHz; only when decoded with
+    #: ``keep_channels`` (per-channel recognition), else None. ``samples`` is their mean.
+    channels: np.ndarray | None = None
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / TARGET_RATE
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the samples hold (the separate channels included)."""
+        return self.samples.nbytes + (0 if self.channels is None else self.channels.nbytes)
 
 
 def decode_audio(
@@ -67,8 +75,12 @@ def decode_audio(
     sample_rate_hertz: int = 0,
     audio_channel_count: int = 0,
     max_seconds: float | None = None,
+    keep_channels: bool = False,
 ) -> DecodedAudio:
     """Decodes a request's audio to 16 kHz mono float32.
+
+    ``keep_channels`` also keeps each channel apart (``DecodedAudio.channels``), for
+    per-channel recognition; the mono mix stays the default.
 
     ``encoding`` is a speech.v1 AudioEncoding value; for containers it is only a hint (the
     content decides). ``max_seconds`` stops decoding as soon as the audio is known to be
@@ -82,10 +94,15 @@ def decode_audio(
     )
     if encoding in RAW_ENCODINGS:
         decoded = _decode_raw(
-            data, encoding, sample_rate_hertz, audio_channel_count or 1, max_seconds
+            data,
+            encoding,
+            sample_rate_hertz,
+            audio_channel_count or 1,
+            max_seconds,
+            keep_channels,
         )
     else:
-        decoded = _decode_container(data, max_seconds)
+        decoded = _decode_container(data, max_seconds, keep_channels)
     if len(decoded.samples) == 0:
         raise InvalidArgument(f"audio ({decoded.source_format}) contains no samples")
     if max_seconds is not None and decoded.duration_s > max_seconds:
@@ -162,7 +179,12 @@ def _too_long(seconds: float, max_seconds: float, *, at_least: bool = False) -> 
 
 
 def _decode_raw(
-    data: bytes, encoding: int, rate: int, channels: int, max_seconds: float | None
+    data: bytes,
+    encoding: int,
+    rate: int,
+    channels: int,
+    max_seconds: float | None,
+    keep_channels: bool = False,
 ) -> DecodedAudio:
     name = common_pb2.AudioEncoding.Name(encoding).removeprefix("AUDIO_ENCODING_")
     bytes_per_sample = 2 if encoding == common_pb2.AUDIO_ENCODING_LINEAR16 else 1
@@ -179,8 +201,17 @@ def _decode_raw(
         interleaved = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     else:
         interleaved = mulaw_to_float(np.frombuffer(data, dtype=np.uint8))
-    mono = interleaved.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    frames = interleaved.reshape(-1, channels)
+    if keep_channels:
+        return _with_channels(frames.T, rate, name, channels)
+    mono = frames.mean(axis=1, dtype=np.float32)
     return DecodedAudio(resample_mono(mono, rate), name, rate, channels)
+
+
+def _with_channels(planes: np.ndarray, rate: int, label: str, declared: int) -> DecodedAudio:
+    """Audio whose channels are kept apart: each resampled on its own, and their mix."""
+    separate = np.stack([resample_mono(plane, rate) for plane in planes]) if rate else planes
+    return DecodedAudio(separate.mean(axis=0, dtype=np.float32), label, rate, declared, separate)
 
 
 def mulaw_to_float(codes: np.ndarray) -> np.ndarray:
@@ -212,7 +243,9 @@ def resample_mono(samples: np.ndarray, rate: int) -> np.ndarray:
 # --------------------------------------------------------------------------- containers
 
 
-def _decode_container(data: bytes, max_seconds: float | None) -> DecodedAudio:
+def _decode_container(
+    data: bytes, max_seconds: float | None, keep_channels: bool = False
+) -> DecodedAudio:
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, EOFError, ValueError) as error:
@@ -236,8 +269,18 @@ def _decode_container(data: bytes, max_seconds: float | None) -> DecodedAudio:
         rate = int(stream.rate or 0)
         channels = int(stream.channels or 0)
         _check_header(label, stream.codec_context.name, rate, channels)
-        mono_pieces, native_rate, failure = _decode_stream_mono(container, stream, max_seconds)
-    samples_native = np.concatenate(mono_pieces) if mono_pieces else np.zeros(0, np.float32)
+        pieces, native_rate, failure = _decode_stream_mono(
+            container, stream, max_seconds, keep_channels
+        )
+    if keep_channels:
+        planes = np.concatenate(pieces, axis=1) if pieces else np.zeros((1, 0), np.float32)
+        decoded_s = planes.shape[1] / native_rate if native_rate else 0.0
+        if max_seconds is not None and decoded_s > max_seconds:
+            raise _too_long(decoded_s, max_seconds)
+        _check_complete(label, data, decoded_s, declared_s, failure)
+        decoded = _with_channels(planes, native_rate, label, channels or planes.shape[0])
+        return replace(decoded, source_rate=rate or native_rate)
+    samples_native = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     decoded_s = len(samples_native) / native_rate if native_rate else 0.0
     if max_seconds is not None and decoded_s > max_seconds:
         raise _too_long(decoded_s, max_seconds)
@@ -272,8 +315,10 @@ def _decode_stream_mono(
     container: av.container.InputContainer,
     stream: av.AudioStream,
     max_seconds: float | None,
+    keep_channels: bool = False,
 ) -> tuple[list[np.ndarray], int, str | None]:
-    """Decodes every frame, averaging channels at the native rate.
+    """Decodes every frame, averaging channels at the native rate (or keeping the
+    (channels, n) planes with ``keep_channels``).
 
     Returns the mono pieces, their rate and the first decoding error (or None). Averaging
     here, not in FFmpeg's rematrix (which scales stereo by 0.707 per channel), keeps levels
@@ -293,14 +338,20 @@ def _decode_stream_mono(
             if rate and converted.sample_rate != rate:
                 raise InvalidArgument("audio changes sample rate mid-stream; not supported")
             rate = converted.sample_rate
-            pieces.append(planes.mean(axis=0, dtype=np.float32))
+            pieces.append(_mix(planes, keep_channels))
             total += planes.shape[1]
         if max_seconds is not None and rate and total / rate > max_seconds + 1.0:
             raise _too_long(total / rate, max_seconds, at_least=True)
     for converted in to_float.resample(None):
         rate = rate or converted.sample_rate
-        pieces.append(converted.to_ndarray().mean(axis=0, dtype=np.float32))
+        pieces.append(_mix(converted.to_ndarray(), keep_channels))
     return pieces, rate, failure
+
+
+def _mix(planes: np.ndarray, keep_channels: bool) -> np.ndarray:
+    if keep_channels:
+        return np.asarray(planes, np.float32)
+    return planes.mean(axis=0, dtype=np.float32)
 
 
 def _frames(

@@ -28,6 +28,7 @@ from speech_platform.errors import Unavailable
 from stt_service.assembly import TRANSCRIPT_CODEC, Transcript, to_proto
 from stt_service.audio import RAW_ENCODINGS, check_audio_config, decode_audio, decoding_bytes
 from stt_service.options import TranscribeOptions, batcher_priority
+from stt_service.recognize import recognize
 from stt_service.streaming import StreamingRecognizer
 from stt_service.transcriber import ResolvedOptions, Transcriber
 
@@ -87,10 +88,12 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                     sample_rate_hertz=config.sample_rate_hertz,
                     audio_channel_count=config.audio_channel_count,
                     max_seconds=self._settings.max_audio_seconds,
+                    keep_channels=resolved.separate_channels,
                 )
-                held.resize(len(request.audio) + decoded.samples.nbytes)
-                return await self._transcriber.transcribe(
-                    decoded.samples,
+                held.resize(len(request.audio) + decoded.nbytes)
+                return await recognize(
+                    self._transcriber,
+                    decoded,
                     resolved,
                     priority=priority,
                     timeout_s=context.time_remaining(),
