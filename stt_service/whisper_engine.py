@@ -605,12 +605,14 @@ class _EncodedBatch:
 
 
 def _beam_settings(options: DecodeOptions) -> dict[str, Any]:
-    """generate's search settings for a window. More hypotheses are asked for only when
-    alternatives are wanted (CTranslate2 returns the same best hypothesis either way), so
-    windows without them keep decoding together exactly as before."""
+    """generate's search settings for a window. The beam's hypotheses are asked for only
+    when alternatives are wanted (CTranslate2 returns the same best hypothesis either way),
+    so windows without them keep decoding together exactly as before. All of the beam's
+    are asked for, not just the number wanted: hypotheses often differ only in their
+    timestamps, and those read the same (stt_service/alternatives.py merges them)."""
     settings: dict[str, Any] = {"beam_size": options.beam_size}
     if options.alternatives > 1:
-        settings["num_hypotheses"] = min(options.alternatives, options.beam_size)
+        settings["num_hypotheses"] = options.beam_size
     return settings
 
 
