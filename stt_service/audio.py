@@ -126,15 +126,24 @@ def decoding_bytes(
     sample_rate_hertz: int,
     audio_channel_count: int,
     max_seconds: float,
+    keep_channels: bool = False,
 ) -> int:
     """A bound on the memory decoding ``data`` holds, with the bytes themselves, for the
-    server's memory budget (speech_platform/budget.py); exact for raw PCM."""
-    ceiling = int(max_seconds * TARGET_RATE * 4 * _DECODE_COPIES)
+    server's memory budget (speech_platform/budget.py); exact for raw PCM.
+
+    ``keep_channels`` (per-channel recognition) keeps every channel at 16 kHz besides the
+    mix: one more copy per channel (a container's channels are unknown before decoding,
+    so it counts the most accepted)."""
+    channels = max(audio_channel_count, 1)
+    copies = 1
+    if keep_channels:
+        copies += channels if encoding in RAW_ENCODINGS else MAX_CHANNELS
+    ceiling = int(max_seconds * TARGET_RATE * 4 * _DECODE_COPIES) * copies
     if encoding in RAW_ENCODINGS and sample_rate_hertz > 0:
         width = 2 if encoding == common_pb2.AUDIO_ENCODING_LINEAR16 else 1
-        frames = len(data) // (width * max(audio_channel_count, 1))
-        native = frames * 4 * (max(audio_channel_count, 1) + 1)
-        resampled = frames * TARGET_RATE // sample_rate_hertz * 4
+        frames = len(data) // (width * channels)
+        native = frames * 4 * (channels + 1)
+        resampled = frames * TARGET_RATE // sample_rate_hertz * 4 * copies
         return len(data) + min(native + resampled, ceiling)
     return len(data) + min(len(data) * CONTAINER_EXPANSION, ceiling)
 

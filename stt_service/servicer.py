@@ -79,6 +79,7 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                 sample_rate_hertz=config.sample_rate_hertz,
                 audio_channel_count=config.audio_channel_count,
                 max_seconds=self._settings.max_audio_seconds,
+                keep_channels=resolved.separate_channels,
             )
             with self._memory.reserve(bound, "this Transcribe call") as held:
                 decoded = await asyncio.to_thread(

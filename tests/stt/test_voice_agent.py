@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc
-from stt_service.audio import decode_audio
+from stt_service.audio import decode_audio, decoding_bytes
 from tests.stt.media import encode, normalise, to_pcm16, wav_bytes, wer
 from tests.stt.streaming.speech import collect, finals, microphone, streaming_config
 
@@ -143,6 +143,23 @@ def test_decoding_keeps_channels_apart_only_when_asked(speech_clips):
         keep_channels=True,
     )
     assert raw.channels is not None and np.allclose(raw.channels, planes, atol=1e-3)
+
+
+def test_the_memory_bound_counts_each_kept_channel():
+    second = bytes(2 * 2 * RATE)  # 1 s of 16 kHz stereo LINEAR16
+    bounds = [
+        decoding_bytes(
+            second,
+            encoding=LINEAR16,
+            sample_rate_hertz=RATE,
+            audio_channel_count=2,
+            max_seconds=600,
+            keep_channels=keep,
+        )
+        for keep in (False, True)
+    ]
+    # each channel at 16 kHz (float32) comes on top of the mix
+    assert bounds[1] - bounds[0] == 2 * RATE * 4
 
 
 async def test_each_channel_is_transcribed_on_its_own_and_its_words_tagged(stub, speech_clips):
