@@ -111,6 +111,21 @@ async def test_a_streams_final_results_carry_alternatives(stt_server, goforward)
     assert "forward" in normalise(done[0].text)
 
 
+async def test_a_stream_asking_for_channels_or_a_report_is_refused(stt_server):
+    for flag in ("enable_separate_recognition_per_channel", "enable_quality_report"):
+        config = streaming_config()
+        setattr(config.streaming_config.config, flag, True)
+
+        async def only_the_config(config=config):
+            yield config
+
+        async with stt_server.channel() as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await collect(channel, only_the_config())
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Transcribe only" in (refused.value.details() or "")
+
+
 # ---------------------------------------------------------------------------- channels
 
 
