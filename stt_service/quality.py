@@ -21,7 +21,6 @@ in docs/benchmarks.md.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,16 +28,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from speech.v1 import stt_pb2
+from stt_service.whisper_engine import COMPRESSION_RATIO_LIMIT, LOGPROB_FLOOR, compression_ratio
 
 if TYPE_CHECKING:
     from stt_service.assembly import Transcript, TranscriptSegment
 
 SAMPLE_RATE = 16000
-#: The engine's repetition test (whisper_engine.COMPRESSION_RATIO_LIMIT) and its
-#: log-probability floor (whisper_engine.LOGPROB_FLOOR); repeated here, not imported, since
-#: the engine module imports the report's neighbours.
-REPETITION_RATIO = 2.4
-SEGMENT_LOGPROB_FLOOR = -1.0
+#: The engine's own limits: its repetition test and its log-probability floor, beyond
+#: which it decodes a window again with its fallback.
+REPETITION_RATIO = COMPRESSION_RATIO_LIMIT
+SEGMENT_LOGPROB_FLOOR = LOGPROB_FLOOR
 #: Words below this probability are listed as low-confidence spans (not doubt by themselves).
 WORD_PROBABILITY_FLOOR = 0.4
 #: Transcript time spans the repetition test looks at together (Whisper's window).
@@ -135,18 +134,6 @@ def speech_intervals(samples: np.ndarray) -> list[Interval]:
     )
     found = get_speech_timestamps(np.asarray(samples, dtype=np.float32), options)
     return [(c["start"] / SAMPLE_RATE, c["end"] / SAMPLE_RATE) for c in found]
-
-
-def compression_ratio(text: str) -> float:
-    """Whisper's repetition measure: how well the text compresses (loops compress well).
-
-    >>> compression_ratio("Go forward ten meters. " * 6) > REPETITION_RATIO
-    True
-    >>> compression_ratio("Go forward ten meters.") > REPETITION_RATIO
-    False
-    """
-    raw = text.encode("utf-8")
-    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 def assess(

@@ -666,11 +666,22 @@ def _attempt(ids: list[int], score: float, no_speech_prob: float, tokenizer: Tok
     # CTranslate2 scores are length-normalised (length_penalty=1): undo that, then average
     # over the tokens plus the end-of-text token, as Whisper's thresholds assume.
     cumulative = score * len(ids)
-    text = tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip()
-    raw = text.encode("utf-8")
-    ratio = len(raw) / len(zlib.compress(raw)) if raw else 0.0
+    ratio = compression_ratio(tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip())
     closed = len(ids) >= 2 and ids[-1] >= tokenizer.timestamp_begin > ids[-2]
     return _Attempt(list(ids), cumulative / (len(ids) + 1), float(no_speech_prob), ratio, closed)
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: how well the text compresses (a loop compresses well;
+    above ``COMPRESSION_RATIO_LIMIT`` it counts as one).
+
+    >>> compression_ratio("Go forward ten meters. " * 6) > COMPRESSION_RATIO_LIMIT
+    True
+    >>> compression_ratio("Go forward ten meters.") > COMPRESSION_RATIO_LIMIT
+    False
+    """
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 def _final_choice(attempts: list[_Attempt]) -> _Attempt:
