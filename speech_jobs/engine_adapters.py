@@ -25,6 +25,7 @@ from speech_platform.service import ServiceContext, SpeechService
 from stt_service.assembly import to_proto
 from stt_service.audio import RAW_ENCODINGS, decode_audio_async
 from stt_service.options import TranscribeOptions, batcher_priority
+from stt_service.recognize import recognize
 from stt_service.service import SpeechToTextService
 from stt_service.transcriber import ResolvedOptions, Transcriber
 from tts_service.audio_encoding import resolve_output, validate_gain_db, validate_speaking_rate
@@ -77,13 +78,14 @@ class TranscriberEngine:
             sample_rate_hertz=config.sample_rate_hertz,
             audio_channel_count=config.audio_channel_count,
             max_seconds=max_seconds,
+            keep_channels=resolved.separate_channels,
         )
 
         def windows_done(done: int, total: int) -> None:
             on_progress(done / total if total else 1.0)
 
-        transcript = await self._transcriber.transcribe(
-            decoded.samples, resolved, priority=JOB_PRIORITY, on_progress=windows_done
+        transcript = await recognize(
+            self._transcriber, decoded, resolved, priority=JOB_PRIORITY, on_progress=windows_done
         )
         return to_proto(transcript)
 

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 
 from speech.v1 import stt_pb2
 from speech_platform.cache.door import Codec
+from stt_service.alternatives import Alternative, WindowAlternatives, combine, joiner_for
+from stt_service.quality import QualityReport
 from stt_service.whisper_engine import WindowResult
 from stt_service.windowing import Window
-
-#: Languages written without spaces: their segments join without one.
-_UNSPACED = {"zh", "ja", "th", "lo", "my", "yue"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,8 @@ class TranscriptWord:
     start_seconds: float
     end_seconds: float
     probability: float
+    #: 1-based channel with per-channel recognition; 0 when channels were mixed down.
+    channel_tag: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,19 @@ class TranscriptSegment:
     text: str
     avg_logprob: float
     no_speech_probability: float
+    #: 1-based channel with per-channel recognition; 0 when channels were mixed down.
+    channel_tag: int = 0
+
+
+@dataclass(frozen=True)
+class ChannelTranscript:
+    """One channel's own text with per-channel recognition (stt_service/channels.py)."""
+
+    channel_tag: int
+    text: str
+    language_code: str
+    language_probability: float
+    alternatives: tuple[Alternative, ...] = ()
 
 
 @dataclass
@@ -56,6 +70,13 @@ class Transcript:
     audio_duration_seconds: float = 0.0
     #: The model that served it.
     model: str = ""
+    #: N-best of the whole transcript, best first (the first is ``text``); see
+    #: stt_service/alternatives.py. Empty unless asked for, and with per-channel results.
+    alternatives: list[Alternative] = field(default_factory=list)
+    window_alternatives: list[WindowAlternatives] = field(default_factory=list)
+    #: Per-channel recognition: each channel's own result (stt_service/channels.py).
+    channels: list[ChannelTranscript] = field(default_factory=list)
+    quality: QualityReport | None = None
 
 
 def to_proto(transcript: Transcript, *, cache_hit: bool = False) -> stt_pb2.TranscribeResponse:
@@ -69,6 +90,7 @@ def to_proto(transcript: Transcript, *, cache_hit: bool = False) -> stt_pb2.Tran
                 text=s.text,
                 avg_logprob=s.avg_logprob,
                 no_speech_probability=s.no_speech_probability,
+                channel_tag=s.channel_tag,
             )
             for s in transcript.segments
         ],
@@ -78,6 +100,7 @@ def to_proto(transcript: Transcript, *, cache_hit: bool = False) -> stt_pb2.Tran
                 start_seconds=w.start_seconds,
                 end_seconds=w.end_seconds,
                 probability=w.probability,
+                channel_tag=w.channel_tag,
             )
             for w in transcript.words
         ],
@@ -86,7 +109,40 @@ def to_proto(transcript: Transcript, *, cache_hit: bool = False) -> stt_pb2.Tran
         audio_duration_seconds=transcript.audio_duration_seconds,
         model=transcript.model,
         cache_hit=cache_hit,
+        alternatives=_alternatives_to_proto(transcript.alternatives),
+        window_alternatives=[
+            stt_pb2.WindowAlternatives(
+                start_seconds=w.start_seconds,
+                end_seconds=w.end_seconds,
+                alternatives=_alternatives_to_proto(w.alternatives),
+                channel_tag=w.channel_tag,
+            )
+            for w in transcript.window_alternatives
+        ],
+        channels=[
+            stt_pb2.ChannelResult(
+                channel_tag=c.channel_tag,
+                text=c.text,
+                language_code=c.language_code,
+                language_probability=c.language_probability,
+                alternatives=_alternatives_to_proto(c.alternatives),
+            )
+            for c in transcript.channels
+        ],
+        quality=transcript.quality.to_proto() if transcript.quality else None,
     )
+
+
+def _alternatives_to_proto(
+    alternatives: Sequence[Alternative],
+) -> list[stt_pb2.SpeechAlternative]:
+    return [stt_pb2.SpeechAlternative(text=a.text, score=a.score) for a in alternatives]
+
+
+def _alternatives_from_proto(
+    alternatives: Sequence[stt_pb2.SpeechAlternative],
+) -> tuple[Alternative, ...]:
+    return tuple(Alternative(a.text, a.score) for a in alternatives)
 
 
 def from_proto(response: stt_pb2.TranscribeResponse) -> Transcript:
@@ -100,17 +156,41 @@ def from_proto(response: stt_pb2.TranscribeResponse) -> Transcript:
                 text=s.text,
                 avg_logprob=s.avg_logprob,
                 no_speech_probability=s.no_speech_probability,
+                channel_tag=s.channel_tag,
             )
             for s in response.segments
         ],
         words=[
-            TranscriptWord(w.word, w.start_seconds, w.end_seconds, w.probability)
+            TranscriptWord(w.word, w.start_seconds, w.end_seconds, w.probability, w.channel_tag)
             for w in response.words
         ],
         language_code=response.language_code,
         language_probability=response.language_probability,
         audio_duration_seconds=response.audio_duration_seconds,
         model=response.model,
+        alternatives=list(_alternatives_from_proto(response.alternatives)),
+        window_alternatives=[
+            WindowAlternatives(
+                w.start_seconds,
+                w.end_seconds,
+                _alternatives_from_proto(w.alternatives),
+                w.channel_tag,
+            )
+            for w in response.window_alternatives
+        ],
+        channels=[
+            ChannelTranscript(
+                c.channel_tag,
+                c.text,
+                c.language_code,
+                c.language_probability,
+                _alternatives_from_proto(c.alternatives),
+            )
+            for c in response.channels
+        ],
+        quality=QualityReport.from_proto(response.quality)
+        if response.HasField("quality")
+        else None,
     )
 
 
@@ -127,6 +207,7 @@ def build_transcript(
     model: str,
     duration_s: float,
     fallback_language: str,
+    max_alternatives: int = 0,
 ) -> Transcript:
     """``pieces``: each decoded window with its result, in any order.
 
@@ -142,6 +223,10 @@ def build_transcript(
     for index, (window, result) in enumerate(ordered):
         following = ordered[index + 1][0].offset_s if index + 1 < len(ordered) else duration_s
         span = (window.offset_s, min(following, duration_s))
+        if result.alternatives:
+            response.window_alternatives.append(
+                WindowAlternatives(round(span[0], 3), round(span[1], 3), result.alternatives)
+            )
         for segment in result.segments:
             text = segment.text.strip()
             if not text:
@@ -168,7 +253,12 @@ def build_transcript(
                         probability=word.probability,
                     )
                 )
-    response.text = ("" if language in _UNSPACED else " ").join(texts)
+    response.text = joiner_for(language).join(texts)
+    response.alternatives = combine(
+        [w.alternatives for w in response.window_alternatives],
+        limit=max_alternatives,
+        language=language,
+    )
     return response
 
 

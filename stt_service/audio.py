@@ -19,7 +19,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import av
 import numpy as np
@@ -58,10 +58,18 @@ class DecodedAudio:
     source_format: str
     source_rate: int
     source_channels: int
+    #: Each channel on its own, shape (channels, samples) at 16 kHz; only when decoded with
+    #: ``keep_channels`` (per-channel recognition), else None. ``samples`` is their mean.
+    channels: np.ndarray | None = None
 
     @property
     def duration_s(self) -> float:
         return len(self.samples) / TARGET_RATE
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the samples hold (the separate channels included)."""
+        return self.samples.nbytes + (0 if self.channels is None else self.channels.nbytes)
 
 
 #: Decoding runs here, never on asyncio's shared executor: at most one decode per core at
@@ -79,6 +87,7 @@ async def decode_audio_async(
     sample_rate_hertz: int = 0,
     audio_channel_count: int = 0,
     max_seconds: float | None = None,
+    keep_channels: bool = False,
 ) -> DecodedAudio:
     """``decode_audio`` in the bounded decoding pool, for the event loop."""
     return await asyncio.get_running_loop().run_in_executor(
@@ -90,6 +99,7 @@ async def decode_audio_async(
             sample_rate_hertz=sample_rate_hertz,
             audio_channel_count=audio_channel_count,
             max_seconds=max_seconds,
+            keep_channels=keep_channels,
         ),
     )
 
@@ -101,8 +111,12 @@ def decode_audio(
     sample_rate_hertz: int = 0,
     audio_channel_count: int = 0,
     max_seconds: float | None = None,
+    keep_channels: bool = False,
 ) -> DecodedAudio:
     """Decodes a request's audio to 16 kHz mono float32.
+
+    ``keep_channels`` also keeps each channel apart (``DecodedAudio.channels``), for
+    per-channel recognition; the mono mix stays the default.
 
     ``encoding`` is a speech.v1 AudioEncoding value; for containers it is only a hint (the
     content decides). ``max_seconds`` stops decoding as soon as the audio is known to be
@@ -116,10 +130,15 @@ def decode_audio(
     )
     if encoding in RAW_ENCODINGS:
         decoded = _decode_raw(
-            data, encoding, sample_rate_hertz, audio_channel_count or 1, max_seconds
+            data,
+            encoding,
+            sample_rate_hertz,
+            audio_channel_count or 1,
+            max_seconds,
+            keep_channels,
         )
     else:
-        decoded = _decode_container(data, max_seconds)
+        decoded = _decode_container(data, max_seconds, keep_channels)
     if len(decoded.samples) == 0:
         raise InvalidArgument(f"audio ({decoded.source_format}) contains no samples")
     if max_seconds is not None and decoded.duration_s > max_seconds:
@@ -143,15 +162,24 @@ def decoding_bytes(
     sample_rate_hertz: int,
     audio_channel_count: int,
     max_seconds: float,
+    keep_channels: bool = False,
 ) -> int:
     """A bound on the memory decoding ``data`` holds, with the bytes themselves, for the
-    server's memory budget (speech_platform/budget.py); exact for raw PCM."""
-    ceiling = int(max_seconds * TARGET_RATE * 4 * _DECODE_COPIES)
+    server's memory budget (speech_platform/budget.py); exact for raw PCM.
+
+    ``keep_channels`` (per-channel recognition) keeps every channel at 16 kHz besides the
+    mix: one more copy per channel (a container's channels are unknown before decoding,
+    so it counts the most accepted)."""
+    channels = max(audio_channel_count, 1)
+    copies = 1
+    if keep_channels:
+        copies += channels if encoding in RAW_ENCODINGS else MAX_CHANNELS
+    ceiling = int(max_seconds * TARGET_RATE * 4 * _DECODE_COPIES) * copies
     if encoding in RAW_ENCODINGS and sample_rate_hertz > 0:
         width = 2 if encoding == common_pb2.AUDIO_ENCODING_LINEAR16 else 1
-        frames = len(data) // (width * max(audio_channel_count, 1))
-        native = frames * 4 * (max(audio_channel_count, 1) + 1)
-        resampled = frames * TARGET_RATE // sample_rate_hertz * 4
+        frames = len(data) // (width * channels)
+        native = frames * 4 * (channels + 1)
+        resampled = frames * TARGET_RATE // sample_rate_hertz * 4 * copies
         return len(data) + min(native + resampled, ceiling)
     return len(data) + min(len(data) * CONTAINER_EXPANSION, ceiling)
 
@@ -207,7 +235,12 @@ def _too_long(seconds: float, max_seconds: float, *, at_least: bool = False) -> 
 
 
 def _decode_raw(
-    data: bytes, encoding: int, rate: int, channels: int, max_seconds: float | None
+    data: bytes,
+    encoding: int,
+    rate: int,
+    channels: int,
+    max_seconds: float | None,
+    keep_channels: bool = False,
 ) -> DecodedAudio:
     name = common_pb2.AudioEncoding.Name(encoding).removeprefix("AUDIO_ENCODING_")
     bytes_per_sample = 2 if encoding == common_pb2.AUDIO_ENCODING_LINEAR16 else 1
@@ -224,8 +257,17 @@ def _decode_raw(
         interleaved = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     else:
         interleaved = mulaw_to_float(np.frombuffer(data, dtype=np.uint8))
-    mono = interleaved.reshape(-1, channels).mean(axis=1, dtype=np.float32)
+    frames = interleaved.reshape(-1, channels)
+    if keep_channels:
+        return _with_channels(frames.T, rate, name, channels)
+    mono = frames.mean(axis=1, dtype=np.float32)
     return DecodedAudio(resample_mono(mono, rate), name, rate, channels)
+
+
+def _with_channels(planes: np.ndarray, rate: int, label: str, declared: int) -> DecodedAudio:
+    """Audio whose channels are kept apart: each resampled on its own, and their mix."""
+    separate = np.stack([resample_mono(plane, rate) for plane in planes]) if rate else planes
+    return DecodedAudio(separate.mean(axis=0, dtype=np.float32), label, rate, declared, separate)
 
 
 def mulaw_to_float(codes: np.ndarray) -> np.ndarray:
@@ -257,7 +299,9 @@ def resample_mono(samples: np.ndarray, rate: int) -> np.ndarray:
 # --------------------------------------------------------------------------- containers
 
 
-def _decode_container(data: bytes, max_seconds: float | None) -> DecodedAudio:
+def _decode_container(
+    data: bytes, max_seconds: float | None, keep_channels: bool = False
+) -> DecodedAudio:
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, EOFError, ValueError) as error:
@@ -281,8 +325,18 @@ def _decode_container(data: bytes, max_seconds: float | None) -> DecodedAudio:
         rate = int(stream.rate or 0)
         channels = int(stream.channels or 0)
         _check_header(label, stream.codec_context.name, rate, channels)
-        mono_pieces, native_rate, failure = _decode_stream_mono(container, stream, max_seconds)
-    samples_native = np.concatenate(mono_pieces) if mono_pieces else np.zeros(0, np.float32)
+        pieces, native_rate, failure = _decode_stream_mono(
+            container, stream, max_seconds, keep_channels
+        )
+    if keep_channels:
+        planes = np.concatenate(pieces, axis=1) if pieces else np.zeros((1, 0), np.float32)
+        decoded_s = planes.shape[1] / native_rate if native_rate else 0.0
+        if max_seconds is not None and decoded_s > max_seconds:
+            raise _too_long(decoded_s, max_seconds)
+        _check_complete(label, data, decoded_s, declared_s, failure)
+        decoded = _with_channels(planes, native_rate, label, channels or planes.shape[0])
+        return replace(decoded, source_rate=rate or native_rate)
+    samples_native = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     decoded_s = len(samples_native) / native_rate if native_rate else 0.0
     if max_seconds is not None and decoded_s > max_seconds:
         raise _too_long(decoded_s, max_seconds)
@@ -317,8 +371,10 @@ def _decode_stream_mono(
     container: av.container.InputContainer,
     stream: av.AudioStream,
     max_seconds: float | None,
+    keep_channels: bool = False,
 ) -> tuple[list[np.ndarray], int, str | None]:
-    """Decodes every frame, averaging channels at the native rate.
+    """Decodes every frame, averaging channels at the native rate (or keeping the
+    (channels, n) planes with ``keep_channels``).
 
     Returns the mono pieces, their rate and the first decoding error (or None). Averaging
     here, not in FFmpeg's rematrix (which scales stereo by 0.707 per channel), keeps levels
@@ -338,14 +394,20 @@ def _decode_stream_mono(
             if rate and converted.sample_rate != rate:
                 raise InvalidArgument("audio changes sample rate mid-stream; not supported")
             rate = converted.sample_rate
-            pieces.append(planes.mean(axis=0, dtype=np.float32))
+            pieces.append(_mix(planes, keep_channels))
             total += planes.shape[1]
         if max_seconds is not None and rate and total / rate > max_seconds + 1.0:
             raise _too_long(total / rate, max_seconds, at_least=True)
     for converted in to_float.resample(None):
         rate = rate or converted.sample_rate
-        pieces.append(converted.to_ndarray().mean(axis=0, dtype=np.float32))
+        pieces.append(_mix(converted.to_ndarray(), keep_channels))
     return pieces, rate, failure
+
+
+def _mix(planes: np.ndarray, keep_channels: bool) -> np.ndarray:
+    if keep_channels:
+        return np.asarray(planes, np.float32)
+    return planes.mean(axis=0, dtype=np.float32)
 
 
 def _frames(

@@ -16,6 +16,9 @@ from speech_platform import priority
 from speech_platform.errors import InvalidArgument
 
 MIN_BEAM, MAX_BEAM = 1, 10
+#: Most alternatives a request may ask for (the N-best comes from the beam, so a request
+#: gets at most its beam size of them).
+MAX_ALTERNATIVES = 10
 MAX_PROMPT_CHARS = 2000
 MAX_HOTWORDS = 100
 MAX_HOTWORD_CHARS = 100
@@ -39,6 +42,12 @@ class TranscribeOptions:
     beam_size: int = 0
     initial_prompt: str = ""
     hotwords: tuple[str, ...] = ()
+    #: N-best transcripts wanted (0 = none; see stt_service/alternatives.py).
+    max_alternatives: int = 0
+    #: Transcribe each channel of multi-channel audio on its own (stt_service/channels.py).
+    separate_channels: bool = False
+    #: Attach a quality report (stt_service/quality.py).
+    quality_report: bool = False
 
     @classmethod
     def from_config(cls, config: stt_pb2.RecognitionConfig) -> TranscribeOptions:
@@ -49,6 +58,9 @@ class TranscribeOptions:
             beam_size=config.beam_size,
             initial_prompt=config.initial_prompt,
             hotwords=tuple(config.hotwords),
+            max_alternatives=config.max_alternatives,
+            separate_channels=config.enable_separate_recognition_per_channel,
+            quality_report=config.enable_quality_report,
         )
 
 
@@ -62,6 +74,9 @@ class DecodeOptions:
     word_timestamps: bool = False
     initial_prompt: str = ""
     hotwords: tuple[str, ...] = field(default=())
+    #: Hypotheses of the beam to return besides the transcript (0 = the transcript only);
+    #: never more than ``beam_size``. It does not change the transcript itself.
+    alternatives: int = 0
 
 
 def parse_language(code: str) -> str | None:
@@ -87,6 +102,17 @@ def check_beam_size(beam_size: int, default: int) -> int:
             f"{default}), got {beam_size}"
         )
     return beam_size
+
+
+def check_alternatives(max_alternatives: int, beam_size: int) -> int:
+    """Hypotheses to ask the beam for: ``max_alternatives`` capped at the beam size
+    (0 = none); refuses a value outside 0..MAX_ALTERNATIVES."""
+    if not 0 <= max_alternatives <= MAX_ALTERNATIVES:
+        raise InvalidArgument(
+            f"config.max_alternatives must lie in 0..{MAX_ALTERNATIVES} (0 = none), "
+            f"got {max_alternatives}"
+        )
+    return min(max_alternatives, beam_size)
 
 
 def check_prompt(initial_prompt: str, hotwords: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:

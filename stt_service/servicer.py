@@ -33,6 +33,7 @@ from stt_service.audio import (
     raw_seconds,
 )
 from stt_service.options import TranscribeOptions, batcher_priority
+from stt_service.recognize import recognize
 from stt_service.streaming import StreamingRecognizer
 from stt_service.transcriber import ResolvedOptions, Transcriber
 
@@ -83,6 +84,8 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                 sample_rate_hertz=config.sample_rate_hertz,
                 audio_channel_count=config.audio_channel_count,
             )
+            if seconds is not None and resolved.separate_channels:
+                seconds *= max(config.audio_channel_count, 1)  # each channel decodes alone
             with self._transcriber.reserve(
                 resolved, priority, context.time_remaining(), seconds, caller
             ) as promise:
@@ -92,6 +95,7 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                     sample_rate_hertz=config.sample_rate_hertz,
                     audio_channel_count=config.audio_channel_count,
                     max_seconds=self._settings.max_audio_seconds,
+                    keep_channels=resolved.separate_channels,
                 )
                 with self._memory.reserve(bound, "this Transcribe call") as held:
                     decoded = await decode_audio_async(
@@ -100,11 +104,13 @@ class SpeechToTextServicer(stt_pb2_grpc.SpeechToTextServicer):
                         sample_rate_hertz=config.sample_rate_hertz,
                         audio_channel_count=config.audio_channel_count,
                         max_seconds=self._settings.max_audio_seconds,
+                        keep_channels=resolved.separate_channels,
                     )
-                    held.resize(len(request.audio) + decoded.samples.nbytes)
+                    held.resize(len(request.audio) + decoded.nbytes)
                     promise.release()
-                    return await self._transcriber.transcribe(
-                        decoded.samples,
+                    return await recognize(
+                        self._transcriber,
+                        decoded,
                         resolved,
                         priority=priority,
                         timeout_s=context.time_remaining(),

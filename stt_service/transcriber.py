@@ -39,6 +39,7 @@ from stt_service.options import (
     MAX_PROMPT_CHARS,
     DecodeOptions,
     TranscribeOptions,
+    check_alternatives,
     check_beam_size,
     check_prompt,
     parse_language,
@@ -105,12 +106,16 @@ class ResolvedOptions:
 
     model: LoadedModel = field(compare=False)
     decode: DecodeOptions
+    #: Transcribe each channel on its own (stt_service/channels.py).
+    separate_channels: bool = False
+    #: Attach a quality report (stt_service/quality.py).
+    quality_report: bool = False
 
     def cache_parts(self) -> dict[str, Any]:
         """Everything here that changes the transcript, for the response cache key: the
         weights, the numeric setup (device, compute type) and the engine's release as well
         as the request's own options."""
-        return {
+        parts: dict[str, Any] = {
             "model": self.model.name,
             "weights": self.model.weights_digest,
             "device": self.model.device,
@@ -122,6 +127,14 @@ class ResolvedOptions:
             "initial_prompt": self.decode.initial_prompt,
             "hotwords": list(self.decode.hotwords),
         }
+        # What a response holds besides the transcript; named only when asked for, so the
+        # keys of plain requests stay those they always were.
+        extras = {
+            "alternatives": self.decode.alternatives,
+            "separate_channels": self.separate_channels,
+            "quality_report": self.quality_report,
+        }
+        return parts | {name: value for name, value in extras.items() if value}
 
 
 class Transcriber:
@@ -270,7 +283,10 @@ class Transcriber:
                 word_timestamps=options.word_timestamps,
                 initial_prompt=prompt,
                 hotwords=hotwords,
+                alternatives=check_alternatives(options.max_alternatives, beam_size),
             ),
+            separate_channels=options.separate_channels,
+            quality_report=options.quality_report,
         )
 
     def reserve(
@@ -347,6 +363,7 @@ class Transcriber:
             model=resolved.model.name,
             duration_s=duration,
             fallback_language=resolved.decode.language or "",
+            max_alternatives=resolved.decode.alternatives,
         )
 
     async def _decode_to_the_end(

@@ -35,7 +35,7 @@ import math
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from faster_whisper.transcribe import get_suppressed_tokens
 
 from batcher import RequestCancelled
 from speech_platform.errors import InvalidArgument
+from stt_service.alternatives import Alternative, join_texts, window_alternatives
 from stt_service.options import DecodeOptions
 from stt_service.segments import TimedTokens, split_segments
 from stt_service.word_timing import TimedWord, words_from_alignment
@@ -140,6 +141,9 @@ class WindowResult:
     resume_at: float | None = None
     #: The encoder length (mel frames) that produced this result.
     encoder_frames: int = WINDOW_FRAMES
+    #: The beam's N-best for this window when the options asked for alternatives, best
+    #: first; the first reads exactly as the segments (stt_service/alternatives.py).
+    alternatives: tuple[Alternative, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,9 @@ class _Attempt:
     compression_ratio: float
     #: The last segment was closed by a timestamp (Whisper's "single timestamp ending").
     closed: bool
+    #: Every hypothesis the beam returned, best first, with its score (the first is
+    #: ``tokens``); only one unless alternatives were asked for.
+    hypotheses: list[tuple[list[int], float]] = field(default_factory=list)
 
     @property
     def silent(self) -> bool:
@@ -337,9 +344,49 @@ class WhisperEngine:
                 for k, segment in enumerate(token_segments[position])
             )
             results[position] = WindowResult(
-                segments, language, probability, resume[position], frames
+                segments,
+                language,
+                probability,
+                resume[position],
+                frames,
+                self._alternatives(
+                    items[position], attempt, segments, language, resume[position]
+                ),
             )
         return results
+
+    def _alternatives(
+        self,
+        item: WindowItem,
+        attempt: _Attempt,
+        segments: tuple[DecodedSegment, ...],
+        language: str,
+        resume_at: float | None,
+    ) -> tuple[Alternative, ...]:
+        """The window's N-best when asked for (see stt_service/alternatives.py)."""
+        limit = item.options.alternatives
+        if limit <= 0 or attempt.silent:
+            return ()
+        tokenizer = self._tokenizer(language)
+        duration = len(item.samples) / SAMPLE_RATE
+
+        def text_of(tokens: list[int]) -> str:
+            parts = split_segments(
+                tokens,
+                eot=tokenizer.eot,
+                timestamp_begin=tokenizer.timestamp_begin,
+                window_duration=duration,
+            )
+            return join_texts([tokenizer.decode(list(p.tokens)) for p in parts], language)
+
+        return window_alternatives(
+            join_texts([segment.text for segment in segments], language),
+            attempt.hypotheses,
+            text_of=text_of,
+            timestamp_begin=tokenizer.timestamp_begin,
+            resume_at=resume_at,
+            limit=limit,
+        )
 
     # ------------------------------------------------------------------ steps
 
@@ -402,7 +449,7 @@ class WhisperEngine:
         everyone = list(range(len(items)))
         tried: dict[int, list[_Attempt]] = defaultdict(list)
         for position, attempt in self._generate(
-            everyone, prompts, encoded, frames, lambda p: {"beam_size": items[p].options.beam_size}
+            everyone, prompts, encoded, frames, lambda p: _beam_settings(items[p].options)
         ).items():
             tried[position].append(attempt)
         retry = [p for p in everyone if not tried[p][-1].acceptable]
@@ -412,7 +459,7 @@ class WhisperEngine:
                 prompts,
                 encoded,
                 frames,
-                lambda p: {"beam_size": items[p].options.beam_size, **FALLBACK_SETTINGS},
+                lambda p: {**_beam_settings(items[p].options), **FALLBACK_SETTINGS},
             )
             for position, attempt in again.items():
                 tried[position].append(attempt)
@@ -449,12 +496,17 @@ class WhisperEngine:
                 **settings,
             )
             for position, result in zip(members, results, strict=True):
-                out[position] = _attempt(
+                attempt = _attempt(
                     result.sequences_ids[0],
                     result.scores[0],
                     result.no_speech_prob,
                     english,
                 )
+                attempt.hypotheses = [
+                    (list(ids), float(score))
+                    for ids, score in zip(result.sequences_ids, result.scores, strict=True)
+                ]
+                out[position] = attempt
         return out
 
     def _align_words(
@@ -552,6 +604,18 @@ class _EncodedBatch:
         return ctranslate2.StorageView.from_array(part)
 
 
+def _beam_settings(options: DecodeOptions) -> dict[str, Any]:
+    """generate's search settings for a window. The beam's hypotheses are asked for only
+    when alternatives are wanted (CTranslate2 returns the same best hypothesis either way),
+    so windows without them keep decoding together exactly as before. All of the beam's
+    are asked for, not just the number wanted: hypotheses often differ only in their
+    timestamps, and those read the same (stt_service/alternatives.py merges them)."""
+    settings: dict[str, Any] = {"beam_size": options.beam_size}
+    if options.alternatives > 1:
+        settings["num_hypotheses"] = options.beam_size
+    return settings
+
+
 def max_length(frames: int, prompt_length: int) -> int:
     """The decoder's length limit (prompt included) for an encoder input of ``frames``.
 
@@ -602,11 +666,22 @@ def _attempt(ids: list[int], score: float, no_speech_prob: float, tokenizer: Tok
     # CTranslate2 scores are length-normalised (length_penalty=1): undo that, then average
     # over the tokens plus the end-of-text token, as Whisper's thresholds assume.
     cumulative = score * len(ids)
-    text = tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip()
-    raw = text.encode("utf-8")
-    ratio = len(raw) / len(zlib.compress(raw)) if raw else 0.0
+    ratio = compression_ratio(tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip())
     closed = len(ids) >= 2 and ids[-1] >= tokenizer.timestamp_begin > ids[-2]
     return _Attempt(list(ids), cumulative / (len(ids) + 1), float(no_speech_prob), ratio, closed)
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: how well the text compresses (a loop compresses well;
+    above ``COMPRESSION_RATIO_LIMIT`` it counts as one).
+
+    >>> compression_ratio("Go forward ten meters. " * 6) > COMPRESSION_RATIO_LIMIT
+    True
+    >>> compression_ratio("Go forward ten meters.") > COMPRESSION_RATIO_LIMIT
+    False
+    """
+    raw = text.encode("utf-8")
+    return len(raw) / len(zlib.compress(raw)) if raw else 0.0
 
 
 def _final_choice(attempts: list[_Attempt]) -> _Attempt:

@@ -78,8 +78,14 @@ def plan_stream(
     )
     priority = batcher_priority(config.priority)
     final = transcriber.resolve(TranscribeOptions.from_config(config))
+    if final.separate_channels or final.quality_report:
+        raise InvalidArgument(
+            "config.enable_separate_recognition_per_channel and config.enable_quality_report "
+            "are served by Transcribe only; a stream's channels are mixed down"
+        )
     interim = ResolvedOptions(
-        final.model, dataclasses.replace(final.decode, beam_size=1, word_timestamps=False)
+        final.model,
+        dataclasses.replace(final.decode, beam_size=1, word_timestamps=False, alternatives=0),
     )
     return StreamPlan(
         encoding=encoding,

@@ -76,6 +76,10 @@ def build_result(
         utterance_index=utterance_index,
         model=model,
     )
+    if is_final:
+        response.alternatives.extend(
+            stt_pb2.SpeechAlternative(text=a.text, score=a.score) for a in result.alternatives
+        )
     for segment in result.segments:
         text = segment.text.strip()
         if not text:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from tests.stt.media import read_raw16, read_wav
+from tests.support.server import RunningServer, running_server
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,11 @@ def recordings(speech_clips, speech_dir) -> dict[str, np.ndarray]:
     found["exactly-30s"] = np.concatenate([sentences, sentences])[: 30 * 16000]
     found["librivox-60s"] = np.concatenate([sentences] * 3)[: 60 * 16000]
     return found
+
+
+@pytest.fixture(scope="session")
+async def stt_server() -> AsyncIterator[RunningServer]:
+    """The real server with STT (tiny.en, default settings: in-process cache, two
+    instances), shared by the streaming and voice-agent tests."""
+    async with running_server(services=["stt"]) as server:
+        yield server

@@ -1,15 +1,12 @@
-"""Recorded speech joined into live streams, and a real server for the streaming tests."""
+"""Recorded speech joined into live streams (the shared server is in tests/stt/conftest.py)."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 from tests.conftest import Clip
 from tests.stt.streaming.speech import SpokenStream, join_clips, read_wav_pcm16
-from tests.support.server import RunningServer, running_server
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +20,3 @@ def spoken(librivox_pcm: list[tuple[np.ndarray, str]]) -> SpokenStream:
     """All five clips with 1 s pauses between them (about 30 s)."""
     return join_clips(librivox_pcm, pause_s=1.0)
 
-
-@pytest.fixture(scope="session")
-async def stt_server() -> AsyncIterator[RunningServer]:
-    """The real server with STT (tiny.en, default settings), shared by the streaming tests."""
-    async with running_server(services=["stt"]) as server:
-        yield server
