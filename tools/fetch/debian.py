@@ -113,3 +113,14 @@ def _ar_members(data: bytes) -> dict[str, bytes]:
         members[name] = data[offset + 60 : offset + 60 + size]
         offset += 60 + size + (size % 2)
     return members
+
+
+def extract_deb(deb: bytes, dest: Path, skip: tuple[str, ...] = ()) -> None:
+    """Unpacks the package's files into ``dest`` as ``dpkg -x`` would (links included), except
+    paths that start with one of ``skip``; a link that leaves ``dest`` is refused."""
+    members = _ar_members(deb)
+    data_name = next(name for name in members if name.startswith("data.tar"))
+    with tarfile.open(fileobj=io.BytesIO(members[data_name])) as archive:
+        chosen = [m for m in archive.getmembers()
+                  if not m.name.removeprefix("./").startswith(skip)]
+        archive.extractall(dest, members=chosen, filter="data")
