@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	speechv1 "example.com/speech/gen/speech/v1"
 	"example.com/speech/client/speechclient"
+	speechv1 "example.com/speech/gen/speech/v1"
 )
 
 type report struct {
