@@ -126,8 +126,9 @@ def run_transcribe(args: argparse.Namespace, client: SpeechClient, out: TextIO,
 
 def run_say(args: argparse.Namespace, client: SpeechClient, out: TextIO, err: TextIO) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
+    tier = _TIERS[args.tier] if args.tier else tts_pb2.VOICE_TIER_UNSPECIFIED
     request = tts_pb2.StreamingSynthesizeRequest(
-        text=text, voice=args.voice, tier=_TIERS[args.tier] if args.tier else tts_pb2.VOICE_TIER_UNSPECIFIED,
+        text=text, voice=args.voice, tier=tier,
         audio_config=tts_pb2.AudioConfig(encoding=common_pb2.AUDIO_ENCODING_LINEAR16,
                                          sample_rate_hertz=args.sample_rate,
                                          speaking_rate=args.speaking_rate))
