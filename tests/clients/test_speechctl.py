@@ -15,7 +15,7 @@ import pytest
 
 from speech.v1 import common_pb2, stt_pb2
 from speech_client import ConnectOptions, RetryPolicy, SpeechClient
-from speech_client.audio import paced_chunks, read_pcm
+from speech_client.audio import Pcm, paced_chunks, read_pcm
 from speech_client.retry import Retry
 from tests.clients.conftest import HELD_TOKEN, SPEECH_TEXT, TOKEN, has_words
 from tests.clients.held_stream import held_stream
@@ -31,6 +31,11 @@ def speechctl(server: ServerProcess, *args: str, token: str = TOKEN,
               timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([SPEECHCTL, "--target", server.address, "--token", token, *args],
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def linear16_config(pcm: Pcm) -> stt_pb2.StreamingRecognitionConfig:
+    return stt_pb2.StreamingRecognitionConfig(config=stt_pb2.RecognitionConfig(
+        encoding=common_pb2.AUDIO_ENCODING_LINEAR16, sample_rate_hertz=pcm.sample_rate))
 
 
 def test_transcribe_prints_text_and_json(client_server: ServerProcess, clip: Clip) -> None:
@@ -122,8 +127,7 @@ def test_the_sdk_waits_the_servers_delay_not_its_own_backoff(
     client_server: ServerProcess, clip: Clip
 ) -> None:
     pcm = read_pcm(clip.path)
-    config = stt_pb2.StreamingRecognitionConfig(config=stt_pb2.RecognitionConfig(
-        encoding=common_pb2.AUDIO_ENCODING_LINEAR16, sample_rate_hertz=pcm.sample_rate))
+    config = linear16_config(pcm)
     attempts: list[float] = []
     retries: list[tuple[float, Retry]] = []
 
@@ -155,8 +159,7 @@ def test_no_retry_is_made_that_the_deadline_cannot_wait_for(
     client_server: ServerProcess, clip: Clip
 ) -> None:
     pcm = read_pcm(clip.path)
-    config = stt_pb2.StreamingRecognitionConfig(config=stt_pb2.RecognitionConfig(
-        encoding=common_pb2.AUDIO_ENCODING_LINEAR16, sample_rate_hertz=pcm.sample_rate))
+    config = linear16_config(pcm)
     retries: list[Retry] = []
     options = ConnectOptions(target=client_server.address, token=HELD_TOKEN)
     with held_stream(client_server, HELD_TOKEN), SpeechClient(

@@ -12,7 +12,6 @@ with Debian's protoc-gen-go and protoc-gen-go-grpc as plugins. Go's build cache 
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from tools.clients import (
     stamp_matches,
 )
 from tools.fetch import CACHE_DIR, FetchError
-from tools.fetch.debian import extract_deb, fetch_deb
+from tools.fetch.debian import debian_arch, extract_deb, fetch_deb
 
 SOURCE_DIR = ROOT / "clients" / "go"
 TOOLCHAIN_DIR = TOOLCHAINS / "go"
@@ -81,17 +80,9 @@ PACKAGES = (
 SKIP = ("usr/share/go-1.19/test/", "usr/share/doc/", "usr/share/man/", "usr/share/lintian/")
 
 
-def _debian_arch() -> str:
-    machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
-    if arch is None:
-        raise FetchError(f"no Debian Go toolchain known for {machine}")
-    return arch
-
-
 def install_toolchain() -> Path:
     """Unpacks the pinned packages into .venv/toolchains/go once; returns its GOROOT."""
-    arch = _debian_arch()
+    arch = debian_arch("Go toolchain")
     pins = inputs_hash([], arch, *(f"{d.name}={d.version}" for d in PACKAGES), *SKIP)
     stamp = TOOLCHAIN_DIR / ".installed"
     if stamp_matches(stamp, pins):
