@@ -3,8 +3,9 @@
 Toolchain: Debian's Go 1.19 and the Go gRPC/protobuf libraries as Debian packages (GOPATH
 mode, no module proxy: the registry is the machine's apt configuration), fetched with
 ``apt-get download`` (tools/fetch/debian.py), checked against the pinned SHA-256 and
-unpacked under .venv/toolchains/go. protoc is grpcio-tools' (``python -m grpc_tools.protoc``)
-with Debian's protoc-gen-go and protoc-gen-go-grpc as plugins. Go's build cache lives in
+unpacked under .venv/toolchains/go. Stubs: ``buf generate`` with buf.gen.yaml (buf is the
+project's proto tool already, tools/fetch/buf.py) running Debian's protoc-gen-go and
+protoc-gen-go-grpc. Go's build cache lives in
 .venv/cache/go-build, so only the first build compiles grpc-go (about 10 s here).
 ``python -m tools.clients.go`` prints the path of the built check program.
 """
@@ -24,10 +25,10 @@ from tools.clients import (
     ROOT,
     TOOLCHAINS,
     inputs_hash,
-    proto_files,
     stamp_matches,
 )
 from tools.fetch import CACHE_DIR, FetchError
+from tools.fetch.buf import install as install_buf
 from tools.fetch.debian import debian_arch, extract_deb, fetch_deb
 
 SOURCE_DIR = ROOT / "clients" / "go"
@@ -39,6 +40,10 @@ GOPATH = BUILD_DIR / "go"
 #: Import path of clients/go inside GOPATH; the stubs' own path is their go_package option.
 CLIENT_IMPORT_PATH = "example.com/speech/client"
 CHECK_PACKAGE = f"{CLIENT_IMPORT_PATH}/cmd/speechcheck"
+#: The go_package of protos/speech/v1 (where the stubs land).
+STUBS_IMPORT_PATH = "example.com/speech/gen/speech/v1"
+#: buf's generation template for the Go stubs (its outputs go under GOPATH/src).
+GEN_TEMPLATE = ROOT / "buf.gen.yaml"
 CHECK_BINARY = GOPATH / "bin" / "speechcheck"
 
 
@@ -118,26 +123,26 @@ def go_tool(name: str = "go") -> Path:
     return GOROOT / "bin" / name
 
 
-def generate_stubs(out_dir: Path) -> None:
-    """protoc with the Go plugins over every .proto; files land at their go_package path."""
+def generate_stubs() -> None:
+    """``buf generate`` with buf.gen.yaml: the Go plugins over every .proto of the module."""
     plugins = TOOLCHAIN_DIR / "usr" / "bin"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO_ROOT}",
-          f"--plugin=protoc-gen-go={plugins / 'protoc-gen-go'}",
-          f"--plugin=protoc-gen-go-grpc={plugins / 'protoc-gen-go-grpc'}",
-          f"--go_out={out_dir}", f"--go-grpc_out={out_dir}", *proto_files()])
+    env = {**os.environ, "PATH": f"{plugins}{os.pathsep}{os.environ.get('PATH', '')}"}
+    _run([str(install_buf()), "generate", "--template", str(GEN_TEMPLATE)], env=env)
+    if not (GOPATH / "src" / STUBS_IMPORT_PATH).is_dir():
+        raise FetchError(f"{GEN_TEMPLATE.name} wrote no stubs at {STUBS_IMPORT_PATH}")
 
 
 def build() -> Path:
     """The check program, built from fresh stubs and clients/go when either changed."""
     install_toolchain()
-    sources = [*SOURCE_DIR.rglob("*.go"), *PROTO_ROOT.rglob("*.proto"), Path(__file__)]
+    sources = [*SOURCE_DIR.rglob("*.go"), *PROTO_ROOT.rglob("*.proto"), GEN_TEMPLATE,
+               Path(__file__)]
     stamp = GOPATH / ".built"
     digest = inputs_hash(sources, (TOOLCHAIN_DIR / ".installed").read_text())
     if CHECK_BINARY.exists() and stamp_matches(stamp, digest):
         return CHECK_BINARY
     shutil.rmtree(GOPATH, ignore_errors=True)
-    generate_stubs(GOPATH / "src")
+    generate_stubs()
     shutil.copytree(SOURCE_DIR, GOPATH / "src" / CLIENT_IMPORT_PATH)
     _run([str(go_tool()), "build", "-o", str(CHECK_BINARY), CHECK_PACKAGE],
          env=go_environment())
@@ -146,7 +151,8 @@ def build() -> Path:
 
 
 def _run(command: list[str], env: dict[str, str] | None = None) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
+                            check=False)
     if result.returncode != 0:
         raise FetchError(f"{' '.join(command[:3])} ... failed:\n{result.stderr[-4000:]}")
 
