@@ -1,9 +1,11 @@
 """How ``speechctl transcribe`` prints a transcript: one function per ``--format``.
 
-``text`` and ``json`` live here. Subtitles (``srt``, ``vtt``) are written by the platform's
-shared subtitle helpers; whoever wires them calls ``register_format("srt", fn)`` (for example
-in speech_client/cli.py's ``FORMATTERS`` set-up) and ``--format srt`` appears in the command
-without further change.
+``text`` and ``json`` live here. Subtitles (``srt``, ``vtt``) come from the platform's subtitle
+helpers (pure functions over cues); wiring them is one call per format, and ``--format srt``
+then appears in the command without further change::
+
+    register_format("srt", lambda r: to_srt(Cue(*cue) for cue in timed_segments(r)))
+    register_format("vtt", lambda r: to_vtt(Cue(*cue) for cue in timed_segments(r)))
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ def as_text(response: stt_pb2.TranscribeResponse) -> str:
 def as_json(response: stt_pb2.TranscribeResponse) -> str:
     """The whole response (segments, words, timings) in proto3 JSON, one object per file."""
     return json_format.MessageToJson(response, indent=None, preserving_proto_field_name=True)
+
+
+def timed_segments(response: stt_pb2.TranscribeResponse) -> list[tuple[float, float, str]]:
+    """(start seconds, end seconds, text) of each segment: what a subtitle cue holds."""
+    return [(s.start_seconds, s.end_seconds, s.text) for s in response.segments]
 
 
 FORMATTERS: dict[str, TranscriptFormatter] = {"text": as_text, "json": as_json}

@@ -16,6 +16,7 @@ import pytest
 from speech.v1 import common_pb2, stt_pb2
 from speech_client import ConnectOptions, RetryPolicy, SpeechClient
 from speech_client.audio import Pcm, paced_chunks, read_pcm
+from speech_client.formats import timed_segments
 from speech_client.retry import Retry
 from tests.clients.conftest import HELD_TOKEN, SPEECH_TEXT, TOKEN, has_words
 from tests.clients.held_stream import held_stream
@@ -53,6 +54,19 @@ def test_transcribe_prints_text_and_json(client_server: ServerProcess, clip: Cli
     assert 5.0 < result["audio_duration_seconds"] < 7.0
 
 
+def test_the_sdk_gives_timed_segments_for_subtitles(
+    client_server: ServerProcess, clip: Clip
+) -> None:
+    options = ConnectOptions(target=client_server.address, token=TOKEN)
+    with SpeechClient(options) as client:
+        response = client.transcribe(clip.path.read_bytes())
+    cues = timed_segments(response)
+    assert cues and has_words(" ".join(text for _, _, text in cues))
+    assert all(0 <= start < end <= response.audio_duration_seconds + 0.5
+               for start, end, _ in cues)
+    assert [start for start, _, _ in cues] == sorted(start for start, _, _ in cues)
+
+
 def test_say_writes_speech_that_transcribes_back(
     client_server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -67,7 +81,8 @@ def test_say_writes_speech_that_transcribes_back(
     # The audio is the text: speech recognition hears it back.
     heard = speechctl(client_server, "transcribe", str(out))
     assert heard.returncode == 0, heard.stderr
-    assert has_words(heard.stdout, ("project", "proud", "learn"))
+    # (Piper samples its prosody, so "proud of" is not always heard the same way.)
+    assert has_words(heard.stdout, ("tell", "about", "project", "learn"))
 
 
 def test_stream_sends_at_real_time_and_prints_interims_and_finals(
