@@ -20,18 +20,12 @@ from speech_client.formats import timed_segments
 from speech_client.retry import Retry
 from tests.clients.conftest import HELD_TOKEN, SPEECH_TEXT, TOKEN, has_words
 from tests.clients.held_stream import held_stream
+from tests.clients.speechctl import SPEECHCTL, speechctl
 from tests.conftest import Clip
-from tests.support.server import ROOT, ServerProcess
+from tests.support.server import ServerProcess
 
-SPEECHCTL = str(ROOT / ".venv" / "bin" / "speechctl")
 #: The server's RetryInfo for a full stream slot (stt_service/streaming/rpc.py).
 SERVER_RETRY_S = 1.0
-
-
-def speechctl(server: ServerProcess, *args: str, token: str = TOKEN,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SPEECHCTL, "--target", server.address, "--token", token, *args],
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def linear16_config(pcm: Pcm) -> stt_pb2.StreamingRecognitionConfig:
