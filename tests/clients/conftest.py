@@ -25,7 +25,7 @@ SPEECH_TEXT = "Tell me about a project you are proud of. What did you learn?"
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "protos"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # shared by the package, stopped when it is done
 def client_server() -> Iterator[ServerProcess]:
     env = {
         "SPEECH_SERVER__AUTH_TOKENS": json.dumps([TOKEN, HELD_TOKEN]),
