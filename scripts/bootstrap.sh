@@ -68,4 +68,6 @@ if [ "$want_dev" = "--dev" ] || [ "$want_dev" = "--bench" ]; then
     "$PY" -m tools.fetch.testdata
     "$PY" -m tools.fetch.buf
     "$PY" -m tools.fetch.promtool
+    # Node and Go clients of speech.v1, generated from protos/ and built (tests/clients).
+    "$PY" -m tools.clients
 fi

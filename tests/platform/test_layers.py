@@ -27,6 +27,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "tts_service": ("stt_service", "speech_jobs", "speech_server", "tools"),
     "speech_jobs": ("speech_server", "tools"),
     "speech_server": ("tools",),
+    # The client SDK ships alone: the generated stubs and grpc, nothing of the server.
+    "speech_client": ("batcher", "speech_platform", *SERVICES, "tools"),
 }
 
 

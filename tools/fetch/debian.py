@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import platform
 import shutil
 import subprocess
 import tarfile
@@ -27,6 +28,15 @@ from tools.fetch import CACHE_DIR, FetchError
 DEB_CACHE = CACHE_DIR / "deb"
 #: Private apt state for users whose machine lists are missing or stale (no root needed).
 APT_DIR = CACHE_DIR / "apt"
+
+
+def debian_arch(what: str) -> str:
+    """Debian's name for this machine's architecture (``what`` names the package wanted)."""
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
+    if arch is None:
+        raise FetchError(f"no Debian {what} package known for {machine}; install it another way")
+    return arch
 
 
 def private_apt_options(apt_dir: Path | None = None) -> list[str]:
@@ -113,3 +123,14 @@ def _ar_members(data: bytes) -> dict[str, bytes]:
         members[name] = data[offset + 60 : offset + 60 + size]
         offset += 60 + size + (size % 2)
     return members
+
+
+def extract_deb(deb: bytes, dest: Path, skip: tuple[str, ...] = ()) -> None:
+    """Unpacks the package's files into ``dest`` as ``dpkg -x`` would (links included), except
+    paths that start with one of ``skip``; a link that leaves ``dest`` is refused."""
+    members = _ar_members(deb)
+    data_name = next(name for name in members if name.startswith("data.tar"))
+    with tarfile.open(fileobj=io.BytesIO(members[data_name])) as archive:
+        chosen = [m for m in archive.getmembers()
+                  if not m.name.removeprefix("./").startswith(skip)]
+        archive.extractall(dest, members=chosen, filter="data")

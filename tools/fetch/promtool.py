@@ -10,13 +10,12 @@ Nothing else of the package is installed and no service is started. Idempotent.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import sys
 from pathlib import Path
 
 from tools.fetch import ROOT
-from tools.fetch.debian import deb_files, fetch_deb
+from tools.fetch.debian import deb_files, debian_arch, fetch_deb
 
 LOCAL_PROMTOOL = ROOT / ".venv" / "bin" / "promtool"
 DEB_VERSION = "2.42.0+ds-5+deb12u1"
@@ -33,16 +32,8 @@ def promtool_path() -> Path:
     system = shutil.which("promtool")
     if system:
         return Path(system)
-    _install(_fetch_deb(_debian_arch()))
+    _install(_fetch_deb(debian_arch("prometheus (promtool)")))
     return LOCAL_PROMTOOL
-
-
-def _debian_arch() -> str:
-    machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
-    if arch is None:
-        raise SystemExit(f"no Debian prometheus package known for {machine}; install promtool")
-    return arch
 
 
 def _fetch_deb(arch: str) -> bytes:
