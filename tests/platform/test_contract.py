@@ -62,3 +62,36 @@ def test_contract_names_that_clients_rely_on() -> None:
             "enable_word_time_offsets"} <= config_fields
     response_fields = set(tts_pb2.SynthesizeResponse.DESCRIPTOR.fields_by_name)
     assert {"audio", "engine", "voice", "cache_hit"} <= response_fields
+
+
+#: The contract as it last landed before this round's additions: clients built against it
+#: keep working (every change since is additive). Move it forward only with a release.
+RELEASED_CONTRACT = "d05e8b65a268b4d7913e61a2f85bf005b612631f"
+
+
+def _breaking(tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(install_buf()), "breaking", "protos", "--against",
+         f"{ROOT / '.git'}#ref={RELEASED_CONTRACT},subdir=protos"],
+        cwd=tree, capture_output=True, text=True, timeout=300, check=False,
+    )
+
+
+def test_protos_break_nothing_against_the_released_contract() -> None:
+    result = _breaking(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_breaking_check_catches_a_renumbered_field(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "protos").mkdir(parents=True)
+    (tree / "buf.yaml").write_bytes((ROOT / "buf.yaml").read_bytes())
+    for proto in (ROOT / "protos").rglob("*.proto"):
+        target = tree / proto.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = proto.read_text()
+        if proto.name == "stt.proto":
+            text = text.replace("string language_code = 4;", "string language_code = 40;", 1)
+        target.write_text(text)
+    result = _breaking(tree)
+    assert result.returncode != 0 and "language_code" in result.stdout + result.stderr
