@@ -226,8 +226,9 @@ class SttSettings(BaseModel):
     default_beam_size: int = Field(5, ge=1, le=10)
     #: Encoder lengths (seconds) a window may be sized to: each window is encoded at the
     #: smallest that holds its audio plus ``encoder_margin_s`` (stt_service/whisper_engine.py).
-    #: Shorter buckets cost less; below 10 s Whisper loops on some real clips.
-    encoder_buckets_s: list[float] = Field(default_factory=lambda: [10.0, 20.0, 30.0])
+    #: Shorter buckets cost less; below 10 s Whisper loops on some real clips, and at 10 s
+    #: it dropped a spoken word on a CPU with other int8 kernels (docs/benchmarks.md).
+    encoder_buckets_s: list[float] = Field(default_factory=lambda: [15.0, 20.0, 30.0])
     encoder_margin_s: float = Field(1.0, ge=0.0, le=5.0)
     #: Longest audio a unary Transcribe accepts, in seconds (longer goes to a job).
     max_audio_seconds: float = Field(600.0, gt=0)

@@ -68,7 +68,7 @@ COMPRESSION_RATIO_LIMIT = 2.4
 LOGPROB_FLOOR = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 #: Encoder lengths (seconds) a window may be sized to; 30 s is always one of them.
-DEFAULT_BUCKETS_S: tuple[float, ...] = (10.0, 20.0, 30.0)
+DEFAULT_BUCKETS_S: tuple[float, ...] = (15.0, 20.0, 30.0)
 #: Silence a sized window keeps after its audio.
 DEFAULT_MARGIN_S = 1.0
 #: Tokens a sized decode may generate per second of encoder input (plus a few): fast
@@ -89,8 +89,8 @@ def encoder_frames(
     """Mel frames a window of ``num_samples`` is encoded at: the smallest bucket that holds
     its audio plus ``margin_s``; 3000 (30 s) when none does.
 
-    >>> encoder_frames(3 * 16000), encoder_frames(9.5 * 16000), encoder_frames(29 * 16000)
-    (1000, 2000, 3000)
+    >>> encoder_frames(3 * 16000), encoder_frames(15.5 * 16000), encoder_frames(29 * 16000)
+    (1500, 2000, 3000)
     """
     needed = num_samples / SAMPLE_RATE + margin_s
     for bucket in sorted(buckets_s):

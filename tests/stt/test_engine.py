@@ -118,19 +118,19 @@ def test_each_window_is_encoded_at_its_own_length(engine, speech_clips):
         [WindowItem(x, DecodeOptions("en", beam_size=5)) for x in (short, longer, short)]
     )
     grown = engine.encoded_frames - before
-    # 3 s + 1 s margin fits the 10 s bucket; 15.4 s + 1 s the 20 s one; what was in doubt
+    # 3 s + 1 s margin fits the 15 s bucket; 15.4 s + 1 s the 20 s one; what was in doubt
     # there went through the encoder once more at 30 s.
-    assert (grown[1000], grown[2000]) == (2, 1)
+    assert (grown[1500], grown[2000]) == (2, 1)
     assert grown[WINDOW_FRAMES] == engine.redone_at_full_length - redone
-    assert [r.encoder_frames for r in results if isinstance(r, WindowResult)][::2] == [1000, 1000]
-    assert encoder_frames(len(short)) == 1000 and encoder_frames(len(longer)) == 2000
+    assert [r.encoder_frames for r in results if isinstance(r, WindowResult)][::2] == [1500, 1500]
+    assert encoder_frames(len(short)) == 1500 and encoder_frames(len(longer)) == 2000
 
 
 def test_a_sized_decode_in_doubt_is_decoded_again_at_30_s(engine, speech_clips, monkeypatch):
     clip = speech_clips[5]  # "go forward ten meters", 2.8 s
     item = WindowItem(clip.samples, DecodeOptions("en", beam_size=5))
     (sized,) = engine.run_batch([item])
-    assert isinstance(sized, WindowResult) and sized.encoder_frames == 1000
+    assert isinstance(sized, WindowResult) and sized.encoder_frames == 1500
     redone_before = engine.redone_at_full_length
     monkeypatch.setattr(_Attempt, "trusted_when_sized", property(lambda self: False))
     (full,) = engine.run_batch([item])

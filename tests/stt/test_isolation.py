@@ -10,7 +10,6 @@ loaded transcribers agree; and no word is duplicated or dropped against faster-w
 from __future__ import annotations
 
 import asyncio
-import difflib
 import random
 
 import pytest
@@ -22,6 +21,8 @@ from stt_service.assets import model_path
 from stt_service.options import TranscribeOptions
 from stt_service.transcriber import Transcriber
 from tests.stt.media import normalise
+from tools.measure.encoder_buckets import inserted_deleted
+from tools.measure.encoder_buckets import words as spoken
 
 pytestmark = pytest.mark.slow
 
@@ -99,16 +100,10 @@ async def test_two_separately_loaded_transcribers_agree(recordings, alone):
 
 
 def _duplicated_and_dropped(reference: list[str], hypothesis: list[str]) -> tuple[int, int]:
-    """Words inserted and deleted (substitutions, e.g. "5" for "five", are neither)."""
-    inserted = deleted = 0
-    matcher = difflib.SequenceMatcher(a=reference, b=hypothesis, autojunk=False)
-    for operation, a0, a1, b0, b1 in matcher.get_opcodes():
-        surplus = (b1 - b0) - (a1 - a0)
-        if operation == "insert" or (operation == "replace" and surplus > 0):
-            inserted += surplus
-        elif operation == "delete" or (operation == "replace" and surplus < 0):
-            deleted -= surplus
-    return inserted, deleted
+    """Words inserted and deleted, digits compared as spoken ("29340" is "two nine three
+    four zero"; substitutions such as "5" for "five" are neither), as
+    tools/measure/encoder_buckets.py counts them."""
+    return inserted_deleted(spoken(" ".join(reference)), spoken(" ".join(hypothesis)))
 
 
 @pytest.fixture(scope="module")
