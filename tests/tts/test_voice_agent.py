@@ -279,16 +279,14 @@ async def test_marks_and_stream_timings_point_into_the_whole_text(tts):
     assert later.word_timings[0].start_seconds >= later.start_seconds  # stream time, not chunk
 
     offset = TIMED_TEXT.index("Please")
-    unary = await tts.Synthesize(
-        tts_pb2.SynthesizeRequest(
-            text=TIMED_TEXT,
-            voice=PIPER_VOICE,
-            marks=[tts_pb2.Mark(name="second", char_offset=offset)],
-            enable_word_timings=True,
-            skip_cache=True,
-        ),
-        timeout=120,
-    )
+    fields = {
+        "text": TIMED_TEXT,
+        "voice": PIPER_VOICE,
+        "marks": [tts_pb2.Mark(name="second", char_offset=offset)],
+        "enable_word_timings": True,
+        "skip_cache": True,
+    }
+    unary = await tts.Synthesize(tts_pb2.SynthesizeRequest(**fields), timeout=120)
     (mark,) = unary.mark_timings
     please = next(t for t in unary.word_timings if t.word == "Please")
     assert (mark.name, mark.char_offset) == ("second", offset)
@@ -297,14 +295,7 @@ async def test_marks_and_stream_timings_point_into_the_whole_text(tts):
     streamed = [
         response
         async for response in tts.StreamingSynthesize(
-            tts_pb2.StreamingSynthesizeRequest(
-                text=TIMED_TEXT,
-                voice=PIPER_VOICE,
-                marks=[tts_pb2.Mark(name="second", char_offset=offset)],
-                enable_word_timings=True,
-                skip_cache=True,
-            ),
-            timeout=120,
+            tts_pb2.StreamingSynthesizeRequest(**fields), timeout=120
         )
     ]
     assert [len(c.mark_timings) for c in streamed] == [0, 1]  # on the sentence it falls in
