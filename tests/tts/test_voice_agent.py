@@ -417,3 +417,23 @@ def test_the_cutter_stays_linear_on_hostile_pieces():
     assert len(segments) == 24 and all(len(s.text) <= 201 for s in segments)
     many = cutter.feed(" And then. " * 8)
     assert [s.text.strip() for s in many][-1] == "And then."
+
+
+async def test_a_cached_answer_keeps_its_word_timings_and_places_new_marks(tts):
+    text = "Which of these two offers would you accept, and why?"
+    first, second = [
+        await tts.Synthesize(
+            tts_pb2.SynthesizeRequest(
+                text=text,
+                voice=PIPER_VOICE,
+                enable_word_timings=True,
+                marks=[tts_pb2.Mark(name=name, char_offset=text.index("offers"))],
+            ),
+            timeout=120,
+        )
+        for name in ("first call", "second call")
+    ]
+    assert (first.cache_hit, second.cache_hit) == (False, True)
+    assert list(second.word_timings) == list(first.word_timings)
+    assert second.mark_timings[0].name == "second call"
+    assert second.mark_timings[0].time_seconds == first.mark_timings[0].time_seconds
