@@ -286,6 +286,12 @@ class TtsSettings(BaseModel):
     kokoro_threads: int = Field(2, ge=0, le=64)
     piper_batcher: PiperBatcherSettings = Field(default_factory=PiperBatcherSettings)
     kokoro_batcher: KokoroBatcherSettings = Field(default_factory=KokoroBatcherSettings)
+    #: StreamingSynthesizeText: how long a started sentence waits for its end before it is
+    #: cut at its last clause mark or word (a client's max_sentence_wait_ms overrides it).
+    text_stream_max_wait_ms: int = Field(2000, ge=1, le=60_000)
+    #: StreamingSynthesizeText: a sentence longer than this, still without an end, is cut at
+    #: its last clause mark or word at once (a client's clause_fallback_chars overrides it).
+    text_stream_clause_chars: int = Field(200, ge=40, le=1000)
 
 
 class RedisConnectionSettings(BaseModel):

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 KOKORO_MODEL_FILE = "kokoro-v1.0.int8.onnx"
+#: The graph's frames-per-token tensor, which the setup exposes as a second output.
+KOKORO_DURATIONS_OUTPUT = "/encoder/Clip_output_0"
 KOKORO_VOICES_FILE = "voices-en.npz"
 PIPER_VOICE = "en_US-joe-medium"
 MANIFEST_FILE = "manifest.json"

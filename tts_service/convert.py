@@ -7,11 +7,15 @@ fallback), which the door and the core set on the way out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 from speech.v1 import tts_pb2
 from speech_platform.cache import Codec
 from speech_platform.priority import NORMAL, from_proto
 from tts_service.audio_encoding import Encoding
 from tts_service.results import SynthesisChunk, SynthesisRequest, SynthesisResult
+from tts_service.timings import MarkTime, WordTime
 
 _UNKNOWN_PRIORITY = "priority {value} is not a known Priority value"
 
@@ -21,7 +25,7 @@ def to_synthesis_request(
     timeout_s: float | None,
     caller: str | None = None,
 ) -> SynthesisRequest:
-    return synthesis_request(
+    request = synthesis_request(
         message.text,
         message.voice,
         int(message.tier),
@@ -31,6 +35,31 @@ def to_synthesis_request(
         skip_cache=message.skip_cache,
         timeout_s=timeout_s,
         caller=caller,
+    )
+    return replace(
+        request,
+        enable_word_timings=message.enable_word_timings,
+        marks=tuple((mark.name, mark.char_offset) for mark in message.marks),
+        ssml=message.ssml,
+    )
+
+
+def text_stream_request(
+    config: tts_pb2.TextStreamConfig, timeout_s: float | None, caller: str | None = None
+) -> SynthesisRequest:
+    """The request every sentence of a StreamingSynthesizeText call is checked as (its text
+    is each sentence's)."""
+    return synthesis_request(
+        "",
+        config.voice,
+        int(config.tier),
+        config.audio_config,
+        disable_fallback=config.disable_fallback,
+        priority=from_proto(int(config.priority), _UNKNOWN_PRIORITY),
+        skip_cache=True,
+        timeout_s=timeout_s,
+        caller=caller,
+        enable_word_timings=config.enable_word_timings,
     )
 
 
@@ -45,6 +74,7 @@ def synthesis_request(
     skip_cache: bool = False,
     timeout_s: float | None = None,
     caller: str | None = None,
+    enable_word_timings: bool = False,
 ) -> SynthesisRequest:
     """A SynthesisRequest for one text with a speech.v1 AudioConfig (a Synthesize call's, or
     a bulk-synthesis job's for each of its texts)."""
@@ -61,7 +91,35 @@ def synthesis_request(
         skip_cache=skip_cache,
         timeout_s=timeout_s,
         caller=caller,
+        enable_word_timings=enable_word_timings,
     )
+
+
+def words_to_proto(words: Sequence[WordTime]) -> list[tts_pb2.WordTiming]:
+    return [
+        tts_pb2.WordTiming(
+            word=w.word,
+            start_char=w.start,
+            end_char=w.end,
+            start_seconds=w.start_s,
+            end_seconds=w.end_s,
+        )
+        for w in words
+    ]
+
+
+def words_from_proto(messages: Sequence[tts_pb2.WordTiming]) -> tuple[WordTime, ...]:
+    return tuple(
+        WordTime(m.word, m.start_char, m.end_char, m.start_seconds, m.end_seconds)
+        for m in messages
+    )
+
+
+def marks_to_proto(marks: Sequence[MarkTime]) -> list[tts_pb2.MarkTiming]:
+    return [
+        tts_pb2.MarkTiming(name=m.name, time_seconds=m.time_s, char_offset=m.offset)
+        for m in marks
+    ]
 
 
 def result_to_proto(result: SynthesisResult) -> tts_pb2.SynthesizeResponse:
@@ -75,6 +133,8 @@ def result_to_proto(result: SynthesisResult) -> tts_pb2.SynthesizeResponse:
         cache_hit=result.cache_hit,
         fallback=result.fallback,
         fallback_reason=result.fallback_reason,
+        word_timings=words_to_proto(result.words),
+        mark_timings=marks_to_proto(result.marks),
     )
 
 
@@ -86,6 +146,7 @@ def result_from_proto(message: tts_pb2.SynthesizeResponse) -> SynthesisResult:
         duration_s=message.audio_duration_seconds,
         engine=message.engine,
         voice=message.voice,
+        words=words_from_proto(message.word_timings),
     )
 
 
@@ -102,6 +163,9 @@ def chunk_to_proto(chunk: SynthesisChunk) -> tts_pb2.StreamingSynthesizeResponse
         cache_hit=chunk.cache_hit,
         fallback=chunk.fallback,
         fallback_reason=chunk.fallback_reason,
+        start_seconds=chunk.start_s,
+        word_timings=words_to_proto(chunk.words),
+        mark_timings=marks_to_proto(chunk.marks),
     )
 
 
@@ -115,6 +179,8 @@ def chunk_from_proto(message: tts_pb2.StreamingSynthesizeResponse) -> SynthesisC
         duration_s=message.audio_duration_seconds,
         engine=message.engine,
         voice=message.voice,
+        start_s=message.start_seconds,
+        words=words_from_proto(message.word_timings),
     )
 
 

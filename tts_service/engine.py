@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -26,6 +26,7 @@ from speech_platform.batching import make_batcher
 from speech_platform.config import BatcherSettings
 from speech_platform.errors import FailedPrecondition, SpeechError
 from speech_platform.metrics import ENGINE_AUDIO_SECONDS
+from tts_service.timings import SpokenWord
 from tts_service.voices import Voice
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,30 @@ class PreparedItem:
     speaking_rate: float
     cost: int
     payload: Any
+    #: Silence around the sentence's audio (SSML <break>), added after rendering.
+    pause_before_s: float = 0.0
+    pause_after_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RenderedSentence:
+    """An item's audio (float32 mono at the engine's rate) and when each word is spoken."""
+
+    audio: np.ndarray
+    words: tuple[SpokenWord, ...] = ()
+
+
+def with_pauses(
+    rendered: RenderedSentence, before_s: float, after_s: float, sample_rate: int
+) -> RenderedSentence:
+    """``rendered`` with silence before and after (its word times moved along)."""
+    lead = np.zeros(round(before_s * sample_rate), np.float32)
+    tail = np.zeros(round(after_s * sample_rate), np.float32)
+    shift = lead.size / sample_rate
+    words = tuple(
+        replace(w, start_s=w.start_s + shift, end_s=w.end_s + shift) for w in rendered.words
+    )
+    return RenderedSentence(np.concatenate([lead, rendered.audio, tail]), words)
 
 
 @dataclass(frozen=True)
@@ -88,7 +113,7 @@ class Engine(abc.ABC, Generic[Prepared]):
     def __init__(self, batcher_settings: BatcherSettings, instances: int) -> None:
         self._batcher_settings = batcher_settings
         self._instances = instances
-        self._batcher: Batcher[Prepared, np.ndarray] | None = None
+        self._batcher: Batcher[Prepared, RenderedSentence] | None = None
         self.recording: RecordingObserver | None = None
         #: The last sentences rendered, newest last.
         self.completions: deque[Completion] = deque(maxlen=4096)
@@ -114,7 +139,7 @@ class Engine(abc.ABC, Generic[Prepared]):
         """
 
     @abc.abstractmethod
-    def build_instance(self, index: int) -> BatchFunction[Prepared, np.ndarray]:
+    def build_instance(self, index: int) -> BatchFunction[Prepared, RenderedSentence]:
         """Loads one model instance (in its own thread) and returns its batch function."""
 
     async def start(self) -> None:
@@ -188,28 +213,28 @@ class Engine(abc.ABC, Generic[Prepared]):
         priority: int = 0,
         timeout_s: float | None = None,
         caller: str | None = None,
-    ) -> np.ndarray:
-        """The item's audio: float32 mono at ``sample_rate``; ``caller`` for fair queuing."""
+    ) -> RenderedSentence:
+        """The item's audio and word times; ``caller`` for fair queuing."""
         batcher = self._require_batcher()
         return await batcher.submit(
             item, cost=item.cost, priority=priority, timeout_s=timeout_s, caller=caller
         )
 
-    def _require_batcher(self) -> Batcher[Prepared, np.ndarray]:
+    def _require_batcher(self) -> Batcher[Prepared, RenderedSentence]:
         if self._batcher is None:
             raise FailedPrecondition(f"the {self.name} engine is not started")
         return self._batcher
 
-    def _instance_factory(self, index: int) -> BatchFunction[Prepared, np.ndarray]:
+    def _instance_factory(self, index: int) -> BatchFunction[Prepared, RenderedSentence]:
         run_batch = self.build_instance(index)
         audio_seconds = ENGINE_AUDIO_SECONDS.labels(self.name)
 
-        def observed(items: list[Prepared]) -> Sequence[np.ndarray | BaseException]:
+        def observed(items: list[Prepared]) -> Sequence[RenderedSentence | BaseException]:
             outcomes = run_batch(items)
             now = time.monotonic()
             for item, outcome in zip(items, outcomes, strict=True):
-                if isinstance(outcome, np.ndarray):
-                    audio_seconds.inc(outcome.size / self.sample_rate)
+                if isinstance(outcome, RenderedSentence):
+                    audio_seconds.inc(outcome.audio.size / self.sample_rate)
                     self.completions.append(Completion(item.sentence, now))
             return outcomes
 

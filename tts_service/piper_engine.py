@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +35,12 @@ from tts_service.assets import PIPER_VOICE, piper_assets
 from tts_service.engine import (
     Engine,
     PreparedItem,
+    RenderedSentence,
     engine_failure,
     peak_normalize,
     session_options,
 )
+from tts_service.timings import spoken_words, word_groups
 from tts_service.voices import PIPER, Gender, Tier, Voice
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,25 @@ class PiperPayload:
     phoneme_ids: tuple[int, ...]
     #: noise_scale, length_scale, noise_w: the graph's "scales" input.
     scales: tuple[float, float, float]
+    #: Each phoneme word as (first id, end id, phonemes): what word timings are cut from.
+    word_spans: tuple[tuple[int, int, str], ...] = ()
+
+
+def _word_spans(
+    phonemes: list[str], id_map: Mapping[str, Sequence[int]]
+) -> tuple[tuple[int, int, str], ...]:
+    """Where each phoneme word sits in the ids ``phonemes_to_ids`` makes: BOS and a pad
+    first, then each phoneme's ids and a pad (phonemes missing from the map are skipped)."""
+    known = [p for p in phonemes if p in id_map]
+    positions = []
+    position = 2
+    for phoneme in known:
+        positions.append(position)
+        position += len(id_map[phoneme]) + 1
+    positions.append(position)
+    return tuple(
+        (positions[a], positions[b], "".join(known[a:b])) for a, b in word_groups(known)
+    )
 
 
 class PiperEngine(Engine[PreparedItem]):
@@ -120,7 +141,10 @@ class PiperEngine(Engine[PreparedItem]):
             raise InvalidArgument(f"nothing to say in {sentence[:60]!r} for voice {voice.name}")
         ids = tuple(phonemes_to_ids(phonemes, config.phoneme_id_map))
         scales = (config.noise_scale, config.length_scale / speaking_rate, config.noise_w_scale)
-        return PreparedItem(sentence, voice, speaking_rate, len(ids), PiperPayload(ids, scales))
+        spans = _word_spans(phonemes, config.phoneme_id_map)
+        return PreparedItem(
+            sentence, voice, speaking_rate, len(ids), PiperPayload(ids, scales, spans)
+        )
 
     def _shared_session(self) -> ort.InferenceSession:
         """One session for every instance: ``run`` is thread-safe, and with one intra-op
@@ -143,15 +167,16 @@ class PiperEngine(Engine[PreparedItem]):
 
     # ------------------------------------------------------------------ instances
 
-    def build_instance(self, index: int) -> BatchFunction[PreparedItem, np.ndarray]:
+    def build_instance(self, index: int) -> BatchFunction[PreparedItem, RenderedSentence]:
         session = self._shared_session()
+        frame_s = self._require_config().hop_length / self.sample_rate
         hop = self._require_config().hop_length
         padded = self.padded_batching
 
-        def run_batch(items: list[PreparedItem]) -> Sequence[np.ndarray | BaseException]:
+        def run_batch(items: list[PreparedItem]) -> Sequence[RenderedSentence | BaseException]:
             if padded and len(items) > 1:
-                return run_padded(session, items, hop)
-            return [run_one(session, item) for item in items]
+                return run_padded(session, items, hop, frame_s)
+            return [run_one(session, item, frame_s) for item in items]
 
         return run_batch
 
@@ -170,20 +195,27 @@ def _inputs(ids: Sequence[Sequence[int]], scales: tuple[float, float, float]) ->
     }
 
 
-def run_one(session: ort.InferenceSession, item: PreparedItem) -> np.ndarray | BaseException:
+def run_one(
+    session: ort.InferenceSession, item: PreparedItem, frame_s: float
+) -> RenderedSentence | BaseException:
     payload: PiperPayload = item.payload
     try:
-        audio = session.run(None, _inputs([payload.phoneme_ids], payload.scales))[0]
+        audio, frames = session.run(None, _inputs([payload.phoneme_ids], payload.scales))
     except Exception as error:
         return engine_failure(PIPER, error)
-    return peak_normalize(np.asarray(audio, dtype=np.float32).reshape(-1))
+    return RenderedSentence(
+        peak_normalize(np.asarray(audio, dtype=np.float32).reshape(-1)),
+        spoken_words(frames, payload.word_spans, frame_s),
+    )
 
 
 def run_padded(
-    session: ort.InferenceSession, items: Sequence[PreparedItem], hop: int
-) -> list[np.ndarray | BaseException]:
+    session: ort.InferenceSession, items: Sequence[PreparedItem], hop: int, frame_s: float
+) -> list[RenderedSentence | BaseException]:
     """One ONNX call per group of items sharing scales (the graph takes one set per call)."""
-    outcomes: list[np.ndarray | BaseException] = [RuntimeError("not rendered")] * len(items)
+    outcomes: list[RenderedSentence | BaseException] = [RuntimeError("not rendered")] * len(
+        items
+    )
     groups: dict[tuple[float, float, float], list[int]] = {}
     for position, item in enumerate(items):
         groups.setdefault(item.payload.scales, []).append(position)
@@ -200,5 +232,8 @@ def run_padded(
         frames = np.asarray(frames).reshape(len(positions), -1)
         for row, position in enumerate(positions):
             length = int(frames[row].sum()) * hop  # the padded ids' frames are masked to 0
-            outcomes[position] = peak_normalize(audio[row, :length])
+            outcomes[position] = RenderedSentence(
+                peak_normalize(audio[row, :length]),
+                spoken_words(frames[row], items[position].payload.word_spans, frame_s),
+            )
     return outcomes

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from speech_platform import priority
 from tts_service.audio_encoding import Encoding
+from tts_service.timings import MarkTime, WordTime
 
 PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH = priority.LOW, priority.NORMAL, priority.HIGH
 
@@ -35,6 +36,12 @@ class SynthesisRequest:
     timeout_s: float | None = None
     #: Who asks (speech_platform.callers), for fair queuing; never part of a cache key.
     caller: str | None = None
+    #: Return when each word is spoken (WordTime, in the request's characters).
+    enable_word_timings: bool = False
+    #: (name, character offset) positions whose audio time is returned.
+    marks: tuple[tuple[str, int], ...] = ()
+    #: ``text`` is SSML (tts_service.ssml).
+    ssml: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,9 @@ class SynthesisResult:
     #: The response-cache key this audio is stored under ("" when there is no cache), so
     #: bulk jobs report where each text went without building the key again.
     cache_key: str = ""
+    #: With enable_word_timings: each word of the request and when it is spoken.
+    words: tuple[WordTime, ...] = ()
+    marks: tuple[MarkTime, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,3 +79,8 @@ class SynthesisChunk:
     cache_hit: bool = False
     fallback: bool = False
     fallback_reason: str = ""
+    #: Where this chunk's audio starts in the whole stream, in seconds.
+    start_s: float = 0.0
+    #: With enable_word_timings: the words this chunk speaks (times from the stream's start).
+    words: tuple[WordTime, ...] = ()
+    marks: tuple[MarkTime, ...] = ()

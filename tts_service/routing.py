@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from speech_platform.errors import InvalidArgument, NotFound
 from speech_platform.metrics import TTS_FALLBACKS
+from tts_service.blending import blended_voice, is_blend
 from tts_service.voices import ENGINE_TIERS, KOKORO, PIPER, Tier, Voice, VoiceCatalog
 
 #: Why a request was served by the other engine (the metric's ``reason`` label).
@@ -60,6 +61,8 @@ class Router:
         rerouted = ""
         if voice_name.strip():
             voice = self.catalog.get(voice_name.strip())
+            if voice is None and is_blend(voice_name):
+                voice = blended_voice(self.catalog, voice_name.strip())
             if voice is None:
                 raise NotFound(
                     f"voice {voice_name.strip()!r} not found; ListVoices lists the "

@@ -13,8 +13,15 @@ import grpc
 from speech.v1 import tts_pb2, tts_pb2_grpc
 from speech_platform.cache import CacheDoor
 from speech_platform.callers import caller_of
-from tts_service.convert import chunk_to_proto, result_to_proto, to_synthesis_request
+from speech_platform.errors import InvalidArgument
+from tts_service.convert import (
+    chunk_to_proto,
+    result_to_proto,
+    text_stream_request,
+    to_synthesis_request,
+)
 from tts_service.results import SynthesisResult
+from tts_service.streaming_text import FLUSH, Flush, cut_options, segments
 from tts_service.synthesizer import NO_CACHE, Synthesizer
 
 
@@ -38,6 +45,23 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
         async for chunk in self.synthesizer.stream(wanted, self.door):
             yield chunk_to_proto(chunk)
 
+    async def StreamingSynthesizeText(
+        self,
+        request_iterator: AsyncIterator[tts_pb2.StreamingSynthesizeTextRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[tts_pb2.StreamingSynthesizeTextResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("request") != "config":
+            raise InvalidArgument("the first StreamingSynthesizeTextRequest must carry config")
+        config = first.config
+        options = cut_options(
+            config.max_sentence_wait_ms, config.clause_fallback_chars, self.synthesizer.settings
+        )
+        wanted = text_stream_request(config, context.time_remaining(), caller_of(context))
+        pieces = segments(_text_pieces(request_iterator), options)
+        async for chunk in self.synthesizer.stream_segments(wanted, pieces):
+            yield tts_pb2.StreamingSynthesizeTextResponse(chunk=chunk_to_proto(chunk))
+
     async def ListVoices(
         self, request: tts_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext
     ) -> tts_pb2.ListVoicesResponse:
@@ -51,7 +75,24 @@ class TextToSpeechServicer(tts_pb2_grpc.TextToSpeechServicer):
                     gender=int(v.gender),  # type: ignore[arg-type]
                     natural_sample_rate_hertz=v.sample_rate,
                     tier=int(v.tier),  # type: ignore[arg-type]
+                    blendable=v.blendable,
                 )
                 for v in voices
             ]
         )
+
+
+async def _text_pieces(
+    messages: AsyncIterator[tts_pb2.StreamingSynthesizeTextRequest],
+) -> AsyncIterator[str | Flush]:
+    async for message in messages:
+        kind = message.WhichOneof("request")
+        if kind == "text":
+            yield message.text
+        elif kind == "flush":
+            yield FLUSH
+        else:
+            raise InvalidArgument(
+                "config goes only in the first StreamingSynthesizeTextRequest; later ones "
+                "carry text or flush"
+            )

@@ -23,8 +23,8 @@ import functools
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import astuple, dataclass, field, replace
 
 import numpy as np
 
@@ -35,7 +35,11 @@ from speech_platform.cache import CacheDoor, cache_key
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
 from speech_platform.metrics import TTS_TIME_TO_FIRST_AUDIO
+from tts_service import ssml
+from tts_service.alignment import AlignedText
 from tts_service.audio_encoding import (
+    MAX_SPEAKING_RATE,
+    MIN_SPEAKING_RATE,
     AudioPipeline,
     OutputFormat,
     encode_whole,
@@ -44,7 +48,13 @@ from tts_service.audio_encoding import (
     validate_speaking_rate,
 )
 from tts_service.convert import CHUNK_CODEC, RESULT_CODEC
-from tts_service.engine import Engine, EngineError, PreparedItem
+from tts_service.engine import (
+    Engine,
+    EngineError,
+    PreparedItem,
+    RenderedSentence,
+    with_pauses,
+)
 from tts_service.limits import check_text_limits, estimated_output_bytes
 from tts_service.results import (
     PRIORITY_HIGH,
@@ -61,12 +71,17 @@ from tts_service.routing import (
     Router,
     count_fallback,
 )
+from tts_service.ssml import PLAIN, SentenceStyle
+from tts_service.streaming_text import Segment
 from tts_service.text import (
     DEFAULT_MAX_SENTENCE_CHARS,
+    is_speakable,
     normalize,
+    normalize_aligned,
     pack_sentences,
     split_sentences,
 )
+from tts_service.timings import SentenceTimer, WordTime, mark_times
 from tts_service.voices import Voice, VoiceCatalog
 
 log = logging.getLogger(__name__)
@@ -100,6 +115,10 @@ class _Plan:
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     fallback_reason: str = ""
     voice: Voice = field(init=False)
+    #: The normalised text with its map back to the request's characters (word timings).
+    aligned: AlignedText = field(init=False)
+    #: Per sentence: SSML's rate factor and pauses (PLAIN for plain text).
+    styles: list[SentenceStyle] = field(init=False)
 
     def __post_init__(self) -> None:
         self.voice = self.route.voice
@@ -183,7 +202,7 @@ class Synthesizer:
         output = plan.output()
 
         async def compute() -> SynthesisResult:
-            audio = await self._render(engine, plan)
+            audio, words = await self._render(engine, plan)
             data, duration = await asyncio.to_thread(
                 encode_whole, audio, engine.sample_rate, output, plan.gain_db
             )
@@ -194,25 +213,38 @@ class Synthesizer:
                 duration_s=duration,
                 engine=engine.name,
                 voice=plan.voice.name,
+                words=tuple(words),
             )
 
         key = synthesis_cache_key(engine, plan, output) if door.enabled else ""
         result, hit = await door.get_or_compute(key, compute, skip=plan.request.skip_cache)
         return replace(
             result,
+            marks=tuple(mark_times(plan.request.marks, result.words, result.duration_s)),
             cache_hit=hit,
             fallback=bool(plan.fallback_reason),
             fallback_reason=plan.fallback_reason,
             cache_key=key,
         )
 
-    async def _render(self, engine: Engine[PreparedItem], plan: _Plan) -> np.ndarray:
-        _, tasks = await self._prepare_and_submit(engine, plan)
+    async def _render(
+        self, engine: Engine[PreparedItem], plan: _Plan
+    ) -> tuple[np.ndarray, list[WordTime]]:
+        items, tasks = await self._prepare_and_submit(engine, plan)
         try:
-            pieces = await asyncio.gather(*tasks)
+            rendered = await asyncio.gather(
+                *(_rendered(t, i, engine.sample_rate) for t, i in zip(tasks, items, strict=True))
+            )
         finally:
             await _cancel(tasks)
-        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        words: list[WordTime] = []
+        if plan.request.enable_word_timings:
+            timer = SentenceTimer(plan.aligned, plan.request.text, engine.sample_rate)
+            for item, sentence in zip(items, rendered, strict=True):
+                words += timer.next(item.sentence, sentence.audio.size, sentence.words)
+        pieces = [r.audio for r in rendered]
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return audio, words
 
     # ------------------------------------------------------------------ streaming
 
@@ -245,8 +277,11 @@ class Synthesizer:
                     CHUNK_CODEC,
                     skip=plan.request.skip_cache,
                 )
+                marks = list(plan.request.marks)
                 async with contextlib.aclosing(chunks):
                     async for chunk, hit in chunks:
+                        reached = [m for m in marks if any(w.end > m[1] for w in chunk.words)]
+                        marks = [m for m in marks if m not in reached]
                         if not started:
                             started = True
                             TTS_TIME_TO_FIRST_AUDIO.labels(engine.name).observe(
@@ -254,6 +289,7 @@ class Synthesizer:
                             )
                         yield replace(
                             chunk,
+                            marks=tuple(mark_times(reached, chunk.words, chunk.start_s)),
                             cache_hit=hit,
                             fallback=bool(plan.fallback_reason),
                             fallback_reason=plan.fallback_reason,
@@ -270,24 +306,143 @@ class Synthesizer:
         """Renders the sentences live, one chunk each (the cache is the caller's door)."""
         items, tasks = await self._prepare_and_submit(engine, plan)
         pipeline = AudioPipeline(engine.sample_rate, output, plan.gain_db, streaming=True)
+        timer = SentenceTimer(plan.aligned, plan.request.text, engine.sample_rate)
         try:
             for index, (item, task) in enumerate(zip(items, tasks, strict=True)):
-                audio = await task
-                before = pipeline.samples
+                rendered = await _rendered(task, item, engine.sample_rate)
+                words = (
+                    timer.next(item.sentence, rendered.audio.size, rendered.words)
+                    if plan.request.enable_word_timings
+                    else []
+                )
                 last = index == len(items) - 1
-                data = await asyncio.to_thread(_encode_piece, pipeline, audio, last)
-                yield SynthesisChunk(
-                    audio=data,
-                    index=index,
-                    text=item.sentence,
-                    encoding=output.encoding,
-                    sample_rate=output.sample_rate,
-                    duration_s=(pipeline.samples - before) / output.sample_rate,
-                    engine=engine.name,
-                    voice=plan.voice.name,
+                yield await _encode_chunk(
+                    pipeline, output, rendered, item, index, plan, engine, words, last=last
                 )
         finally:
             await _cancel(tasks)
+
+    # ------------------------------------------------------------------ text streaming
+
+    async def stream_segments(
+        self, request: SynthesisRequest, segments: AsyncIterator[Segment]
+    ) -> AsyncGenerator[SynthesisChunk, None]:
+        """Chunks for text that arrives over time (StreamingSynthesizeText), in order.
+
+        Each segment (a sentence, tts_service.streaming_text) goes through the same checks
+        as a whole request (``_plan``) and is queued on the batcher the moment it arrives,
+        while earlier ones are still rendering; one audio pipeline encodes them all, so the
+        chunks form one stream. The voice is chosen once; falling back is possible only
+        while the first sentence is admitted. Time to first audio counts from the first
+        segment's arrival. The response cache is not used (the text is unknown up front).
+        """
+        stream_deadline = None
+        if request.timeout_s is not None and math.isfinite(request.timeout_s):
+            stream_deadline = time.monotonic() + request.timeout_s
+        queued: asyncio.Queue[_Queued | BaseException | None] = asyncio.Queue()
+        chosen: Voice | None = None  # the stream's voice, once its first sentence is queued
+
+        async def admit() -> None:
+            nonlocal chosen
+            try:
+                async for segment in segments:
+                    if not is_speakable(normalize(segment.text)):
+                        continue
+                    remaining = (
+                        None if stream_deadline is None else stream_deadline - time.monotonic()
+                    )
+                    plan = await self._plan(
+                        replace(request, text=segment.text, timeout_s=remaining)
+                    )
+                    if chosen is not None:
+                        plan.voice = chosen
+                    try:
+                        entry = await self._admit_segment(plan, segment, first=not chosen)
+                    except BaseException:
+                        plan.held.close()
+                        raise
+                    await queued.put(entry)
+                    chosen = plan.voice
+                await queued.put(None)
+            except BaseException as error:
+                await queued.put(error)
+                if not isinstance(error, Exception):
+                    raise
+
+        admitting = asyncio.create_task(admit())
+        pipeline: AudioPipeline | None = None
+        index = 0
+        last: SynthesisChunk | None = None
+        first_ready: float | None = None
+        try:
+            while (entry := await queued.get()) is not None:
+                if isinstance(entry, BaseException):
+                    raise entry
+                try:
+                    engine, output = self.engines[entry.plan.voice.engine], entry.plan.output()
+                    if pipeline is None:
+                        pipeline = AudioPipeline(
+                            engine.sample_rate, output, entry.plan.gain_db, streaming=True
+                        )
+                        first_ready = entry.segment.ready_at
+                    timer = SentenceTimer(
+                        entry.plan.aligned,
+                        entry.segment.text,
+                        engine.sample_rate,
+                        offset_s=pipeline.samples / output.sample_rate,
+                        char_offset=entry.segment.start,
+                    )
+                    for item, task in zip(entry.items, entry.tasks, strict=True):
+                        rendered = await _rendered(task, item, engine.sample_rate)
+                        words = (
+                            timer.next(item.sentence, rendered.audio.size, rendered.words)
+                            if request.enable_word_timings
+                            else []
+                        )
+                        last = await _encode_chunk(
+                            pipeline, output, rendered, item, index, entry.plan, engine, words
+                        )
+                        if first_ready is not None:
+                            TTS_TIME_TO_FIRST_AUDIO.labels(engine.name).observe(
+                                time.perf_counter() - first_ready
+                            )
+                            first_ready = None
+                        yield last
+                        index += 1
+                finally:
+                    await _cancel(entry.tasks)
+                    entry.plan.held.close()  # its memory reservation
+            if pipeline is not None and last is not None:
+                before = pipeline.samples
+                tail = await asyncio.to_thread(pipeline.finish)
+                if tail:  # what the resampler and encoder held back, after the last sentence
+                    yield replace(
+                        last,
+                        audio=tail,
+                        text="",
+                        duration_s=(pipeline.samples - before) / last.sample_rate,
+                        start_s=before / last.sample_rate,
+                    )
+        finally:
+            admitting.cancel()
+            with contextlib.suppress(BaseException):
+                await admitting
+            while not queued.empty():
+                entry = queued.get_nowait()
+                if isinstance(entry, _Queued):
+                    await _cancel(entry.tasks)
+                    entry.plan.held.close()
+
+    async def _admit_segment(self, plan: _Plan, segment: Segment, *, first: bool) -> _Queued:
+        """Prepares and queues one segment's sentences (falling back only for the first)."""
+        while True:
+            engine = self.engines[plan.voice.engine]
+            try:
+                items, tasks = await self._prepare_and_submit(engine, plan)
+                return _Queued(plan, segment, items, tasks)
+            except QueueFull:
+                if not first or not plan.switch_to_fallback(OVERLOADED):
+                    raise
 
     # ------------------------------------------------------------------ shared steps
 
@@ -317,24 +472,35 @@ class Synthesizer:
             deadline = time.monotonic() + request.timeout_s
         self._precheck(request, route)
         if len(text) <= INLINE_TEXT_CHARS:
-            normalized, sentences = _split(text)
+            spoken = _split(request)
         else:
-            normalized, sentences = await asyncio.to_thread(_split, text)
+            spoken = await asyncio.to_thread(_split, request)
+        normalized = spoken.aligned.text
+        sentences = spoken.sentences
         seconds = check_text_limits(normalized, len(sentences), speaking_rate, self.settings)
         if not sentences:
             raise InvalidArgument(
                 "text has nothing to speak once emoji, symbols and characters of scripts "
                 "the English voices cannot read are left out"
             )
+        if request.ssml and len(sentences) > MAX_ITEMS_PER_REQUEST:
+            raise InvalidArgument(
+                f"SSML text has {len(sentences)} sentences; at most {MAX_ITEMS_PER_REQUEST} "
+                "per request (sentences with their own rate or pauses are not joined)"
+            )
+        if not request.ssml:
+            sentences = pack_sentences(sentences, MAX_ITEMS_PER_REQUEST, DEFAULT_MAX_SENTENCE_CHARS)
         plan = _Plan(
-            request,
+            replace(request, marks=(*request.marks, *spoken.marks)),
             route,
             normalized,
-            pack_sentences(sentences, MAX_ITEMS_PER_REQUEST, DEFAULT_MAX_SENTENCE_CHARS),
+            sentences,
             speaking_rate,
             gain_db,
             deadline,
         )
+        plan.aligned = spoken.aligned
+        plan.styles = spoken.styles or [PLAIN] * len(sentences)
         rate = max(v.sample_rate for v in (route.voice, route.fallback) if v is not None)
         plan.held.enter_context(
             self.memory.reserve(estimated_output_bytes(seconds, rate), "this synthesis call")
@@ -347,9 +513,16 @@ class Synthesizer:
 
         def prepare_all() -> list[PreparedItem]:
             items = []
-            for sentence in plan.sentences:
+            for sentence, style in zip(plan.sentences, plan.styles, strict=True):
                 try:
-                    items.append(engine.prepare(sentence, voice, rate))
+                    item = engine.prepare(sentence, voice, _clamp_rate(rate * style.rate))
+                    if style.pause_before_s or style.pause_after_s:
+                        item = replace(
+                            item,
+                            pause_before_s=style.pause_before_s,
+                            pause_after_s=style.pause_after_s,
+                        )
+                    items.append(item)
                 except InvalidArgument:
                     log.debug("sentence dropped: nothing to say", extra={"voice": voice.name})
             return items
@@ -383,7 +556,7 @@ class Synthesizer:
 
     async def _prepare_and_submit(
         self, engine: Engine[PreparedItem], plan: _Plan
-    ) -> tuple[list[PreparedItem], list[asyncio.Task[np.ndarray]]]:
+    ) -> tuple[list[PreparedItem], list[asyncio.Task[RenderedSentence]]]:
         """Admits the request on ``engine`` before phonemizing it (a burst is refused on
         arrival, not after its phonemes are made), then phonemizes and queues every item."""
         first_level = plan.request.priority * SENTENCE_LEVELS + SENTENCE_LEVELS - 1
@@ -401,7 +574,7 @@ class Synthesizer:
 
     async def _submit_all(
         self, engine: Engine[PreparedItem], plan: _Plan, items: list[PreparedItem]
-    ) -> list[asyncio.Task[np.ndarray]]:
+    ) -> list[asyncio.Task[RenderedSentence]]:
         """Queues every item; raises QueueFull (with nothing left queued) if they do not fit."""
         if not engine.has_room_for(len(items)):
             raise QueueFull(
@@ -430,6 +603,30 @@ class Synthesizer:
         return tasks
 
 
+@dataclass
+class _Queued:
+    """A segment of a text stream whose sentences are on the batcher."""
+
+    plan: _Plan
+    segment: Segment
+    items: list[PreparedItem]
+    tasks: list[asyncio.Task[RenderedSentence]]
+
+
+def _clamp_rate(rate: float) -> float:
+    return min(max(rate, MIN_SPEAKING_RATE), MAX_SPEAKING_RATE)
+
+
+async def _rendered(
+    task: asyncio.Task[RenderedSentence], item: PreparedItem, sample_rate: int
+) -> RenderedSentence:
+    """The item's audio with the silences SSML breaks ask for around it."""
+    rendered = await task
+    if not (item.pause_before_s or item.pause_after_s):
+        return rendered
+    return with_pauses(rendered, item.pause_before_s, item.pause_after_s, sample_rate)
+
+
 def synthesis_cache_key(
     engine: Engine[PreparedItem], plan: _Plan, output: OutputFormat, mode: str = "unary"
 ) -> str:
@@ -449,13 +646,62 @@ def synthesis_cache_key(
             "encoding": output.encoding.name,
             "sample_rate": output.sample_rate,
             "pipeline": PIPELINE_VERSION,
+            # Only where asked for, so every other key stays what it was.
+            **({"word_timings": True} if plan.request.enable_word_timings else {}),
+            **({"styles": [astuple(s) for s in plan.styles]} if plan.request.ssml else {}),
         },
     )
 
 
-def _split(text: str) -> tuple[str, list[str]]:
-    normalized = normalize(text)
-    return normalized, split_sentences(normalized, DEFAULT_MAX_SENTENCE_CHARS)
+@dataclass(frozen=True)
+class _Spoken:
+    """A request's text made ready to speak: normalised (mapped back to the request's
+    characters), cut into sentences, with SSML's per-sentence styles and marks."""
+
+    aligned: AlignedText
+    sentences: list[str]
+    styles: list[SentenceStyle]
+    marks: tuple[tuple[str, int], ...]
+
+
+def _split(request: SynthesisRequest) -> _Spoken:
+    if request.ssml:
+        document = ssml.parse(request.text)
+        aligned, sentences, styles = ssml.spoken_sentences(document, DEFAULT_MAX_SENTENCE_CHARS)
+        return _Spoken(aligned, sentences, styles, tuple(document.marks))
+    aligned = normalize_aligned(request.text)
+    return _Spoken(aligned, split_sentences(aligned.text, DEFAULT_MAX_SENTENCE_CHARS), [], ())
+
+
+async def _encode_chunk(
+    pipeline: AudioPipeline,
+    output: OutputFormat,
+    rendered: RenderedSentence,
+    item: PreparedItem,
+    index: int,
+    plan: _Plan,
+    engine: Engine[PreparedItem],
+    words: list[WordTime],
+    *,
+    last: bool = False,
+) -> SynthesisChunk:
+    """One sentence through the stream's audio pipeline (its encoder's end too if ``last``)."""
+    before = pipeline.samples
+    data = await asyncio.to_thread(_encode_piece, pipeline, rendered.audio, last)
+    return SynthesisChunk(
+        audio=data,
+        index=index,
+        text=item.sentence,
+        encoding=output.encoding,
+        sample_rate=output.sample_rate,
+        duration_s=(pipeline.samples - before) / output.sample_rate,
+        engine=engine.name,
+        voice=plan.voice.name,
+        fallback=bool(plan.fallback_reason),
+        fallback_reason=plan.fallback_reason,
+        start_s=before / output.sample_rate,
+        words=tuple(words),
+    )
 
 
 def _encode_piece(pipeline: AudioPipeline, audio: np.ndarray, last: bool) -> bytes:
@@ -463,7 +709,7 @@ def _encode_piece(pipeline: AudioPipeline, audio: np.ndarray, last: bool) -> byt
     return data + pipeline.finish() if last else data
 
 
-async def _cancel(tasks: Sequence[asyncio.Task[np.ndarray]]) -> None:
+async def _cancel(tasks: Sequence[asyncio.Task[RenderedSentence]]) -> None:
     """Withdraws items still queued (the batcher never computes them) and waits them out."""
     pending = [t for t in tasks if not t.done()]
     for task in pending:

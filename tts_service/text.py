@@ -24,6 +24,7 @@ import unicodedata
 from collections.abc import Callable
 
 from tts_service import numbers
+from tts_service.alignment import AlignedText
 
 #: Longest sentence given to an engine as one item, in characters.
 DEFAULT_MAX_SENTENCE_CHARS = 300
@@ -47,34 +48,51 @@ def _is_latin_letter(char: str) -> bool:
     return char.isascii() or "LATIN" in unicodedata.name(char, "")
 
 
-def _clean_characters(text: str) -> str:
+def _clean_characters(text: AlignedText) -> AlignedText:
     """Keeps letters of the Latin script, digits, punctuation, spaces and line breaks."""
-    out: list[str] = []
-    for char in text:
-        if char in "\n\r\u2028\u2029\x0b\x0c\x85":
-            out.append("\n")
-            continue
-        category = unicodedata.category(char)
-        major = category[0]
-        if major == "L":
-            out.append(char if _is_latin_letter(char) else " ")
-        elif major == "N":
-            value = unicodedata.decimal(char, None)
-            out.append(str(value) if value is not None else " ")
-        elif major == "M":
-            # Combining marks survive only on Latin letters (NFKC composes most of them).
-            if out and out[-1].isalpha():
-                out.append(char)
-        elif major == "P":
-            out.append(char)
-        elif major == "Z" or char == "\t":
-            out.append(" ")
-        elif major == "S":
-            out.append(char if char in _KEEP_SYMBOLS else " ")
-        elif category == "Cc":  # a control character may be all that separates two words
-            out.append(" ")
-        # else: format characters (zero-width, BOM, soft hyphen), private use, unassigned: gone
-    return "".join(out)
+    last_kept = ""
+
+    def clean(_: int, char: str) -> str:
+        nonlocal last_kept
+        kept = _clean_character(char, last_kept)
+        if kept:
+            last_kept = kept[-1]
+        return kept
+
+    return text.map_chars(clean)
+
+
+def _clean_character(char: str, previous: str) -> str:
+    """What one character becomes ('' when it goes); ``previous`` is the last one kept."""
+    if char in "\n\r\u2028\u2029\x0b\x0c\x85":
+        return "\n"
+    category = unicodedata.category(char)
+    major = category[0]
+    if major == "L":
+        return char if _is_latin_letter(char) else " "
+    if major == "N":
+        value = unicodedata.decimal(char, None)
+        return str(value) if value is not None else " "
+    if major == "M":
+        # Combining marks survive only on Latin letters (NFKC composes most of them).
+        return char if previous.isalpha() else ""
+    if major == "P":
+        return char
+    if major == "Z" or char == "\t":
+        return " "
+    if major == "S":
+        return char if char in _KEEP_SYMBOLS else " "
+    if category == "Cc":  # a control character may be all that separates two words
+        return " "
+    return ""  # format characters (zero-width, BOM, soft hyphen), private use, unassigned
+
+
+#: A character with the combining marks that follow it: NFKC composes within one cluster.
+_CLUSTER = re.compile(r"(?s).[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]*")
+
+
+def _compatibility_forms(match: re.Match[str]) -> str:
+    return unicodedata.normalize("NFKC", match[0]).translate(_PLAIN_FORMS)
 
 
 # ---------------------------------------------------------------------------- abbreviations
@@ -267,18 +285,24 @@ _SPACE_BEFORE_PUNCT = re.compile(r" +(?=[,.;:!?…])")
 
 def normalize(text: str) -> str:
     """What the voice will say, as text; '' when nothing speakable is left."""
-    text = unicodedata.normalize("NFKC", text).translate(_PLAIN_FORMS)
-    text = _clean_characters(text)
+    return normalize_aligned(text).text
+
+
+def normalize_aligned(text: str) -> AlignedText:
+    """``normalize`` that also maps each spoken character back to the span of ``text`` it
+    was made from (word timings and marks point at the client's text, not ours)."""
+    aligned = AlignedText.of(text).sub(_CLUSTER, _compatibility_forms)
+    aligned = _clean_characters(aligned)
     for pattern, spoken in _ABBREVIATIONS:
-        text = pattern.sub(spoken, text)
+        aligned = aligned.sub(pattern, spoken)
     for pattern, spoken in _SYMBOL_WORDS:
-        text = pattern.sub(spoken, text)
+        aligned = aligned.sub(pattern, spoken)
     for rule, say in _NUMBER_RULES:
-        text = rule.sub(say, text)
-    text = _SPACES.sub(" ", text)
-    text = _SPACED_BREAKS.sub("\n", text)
-    text = _SPACE_BEFORE_PUNCT.sub("", text)
-    return text.strip()
+        aligned = aligned.sub(rule, say)
+    aligned = aligned.sub(_SPACES, " ")
+    aligned = aligned.sub(_SPACED_BREAKS, "\n")
+    aligned = aligned.sub(_SPACE_BEFORE_PUNCT, "")
+    return aligned.strip()
 
 
 # ---------------------------------------------------------------------------- splitting
@@ -290,6 +314,8 @@ def normalize(text: str) -> str:
 _SENTENCE_END = re.compile(
     r"(?<![.!?…])(?:(?<!\b[A-Za-z])[.!?…]++[\"')\]]*+(?=\s)|(?<=\b[A-Za-z])[!?…]++(?=\s))"
 )
+#: For callers that look for sentence ends themselves (tts_service.streaming_text).
+SENTENCE_END = _SENTENCE_END
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
 
 

@@ -25,6 +25,7 @@ class Gender(enum.IntEnum):
 PIPER = "piper"
 KOKORO = "kokoro"
 ENGINE_TIERS = {PIPER: Tier.STANDARD, KOKORO: Tier.HIGH}
+BLENDABLE_ENGINES = frozenset({KOKORO})
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class Voice:
     tier: Tier
     #: What the engine's phonemizer calls the language (espeak-ng voice, e.g. "en-us").
     phonemizer_language: str
+    #: For a blend (tts_service.blending): its voices and their weights, summing to 1.
+    blend: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def blendable(self) -> bool:
+        """Whether it can be part of a blend: Kokoro voices (style vectors mix)."""
+        return self.engine in BLENDABLE_ENGINES and not self.blend
 
     def matches_language(self, wanted: str) -> bool:
         """'en' matches every English voice, 'en-US' only American ones (case-insensitive)."""

@@ -49,7 +49,9 @@ def test_contract_names_that_clients_rely_on() -> None:
     stt = stt_pb2.DESCRIPTOR.services_by_name["SpeechToText"]
     assert {m.name for m in stt.methods} == {"Transcribe", "StreamingTranscribe", "ListModels"}
     tts = tts_pb2.DESCRIPTOR.services_by_name["TextToSpeech"]
-    assert {m.name for m in tts.methods} == {"Synthesize", "StreamingSynthesize", "ListVoices"}
+    assert {m.name for m in tts.methods} == {
+        "Synthesize", "StreamingSynthesize", "StreamingSynthesizeText", "ListVoices"
+    }
     jobs = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"]
     assert {m.name for m in jobs.methods} >= {"SubmitTranscriptionJob", "GetJob", "WatchJob"}
     assert set(common_pb2.AudioEncoding.keys()) == {

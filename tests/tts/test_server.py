@@ -10,11 +10,9 @@ import time
 import grpc
 import jiwer
 import pytest
-import pytest_asyncio
 
-from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc, tts_pb2, tts_pb2_grpc
-from tests.support.server import histogram_buckets, metric_samples, running_server
-from tests.support.server import test_settings as server_settings
+from speech.v1 import common_pb2, stt_pb2, tts_pb2
+from tests.support.server import histogram_buckets, metric_samples
 from tests.tts.audio import check_audio, decode
 from tts_service.audio_encoding import Encoding
 
@@ -29,33 +27,6 @@ ROUND_TRIP_TEXTS = [
     "Please describe a difficult problem you solved at your last job.",
     "We will send the results to your email address by the end of the week.",
 ]
-
-
-@pytest_asyncio.fixture(scope="module")
-async def server():
-    settings = server_settings(["stt", "tts"])
-    settings.server.max_connection_age_s = 0  # one channel serves the whole module
-    settings.stt.models = ["tiny.en"]
-    settings.stt.default_model = "tiny.en"
-    settings.stt.instances = 1
-    async with running_server(settings) as running:
-        yield running
-
-
-@pytest_asyncio.fixture(scope="module")
-async def channel(server):
-    async with server.channel(**{"grpc.max_receive_message_length": 64 << 20}) as channel:
-        yield channel
-
-
-@pytest.fixture(scope="module")
-def tts(channel):
-    return tts_pb2_grpc.TextToSpeechStub(channel)
-
-
-@pytest.fixture(scope="module")
-def stt(channel):
-    return stt_pb2_grpc.SpeechToTextStub(channel)
 
 
 @pytest.fixture(scope="module")

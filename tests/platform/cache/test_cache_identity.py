@@ -23,6 +23,7 @@ from stt_service.servicer import transcription_cache_key
 from stt_service.transcriber import LoadedModel, ResolvedOptions, Transcriber
 from tts_service.audio_encoding import resolve_output
 from tts_service.piper_engine import PiperEngine
+from tts_service.results import SynthesisRequest
 from tts_service.synthesizer import synthesis_cache_key
 
 
@@ -79,7 +80,11 @@ def test_tts_keys_differ_in_weights_and_runtime() -> None:
     assert len(piper.model_version) == 64
     assert "onnxruntime " in piper.runtime and "CPUExecutionProvider" in piper.runtime
     plan: Any = SimpleNamespace(
-        voice=piper.voices()[0], normalized="Hello there.", speaking_rate=1.0, gain_db=0.0
+        request=SynthesisRequest(text="Hello there."),
+        voice=piper.voices()[0],
+        normalized="Hello there.",
+        speaking_rate=1.0,
+        gain_db=0.0,
     )
     output = resolve_output(common_pb2.AUDIO_ENCODING_WAV, 0, piper.sample_rate)
 
