@@ -179,6 +179,12 @@ class ServerSettings(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
     metrics_port: int = Field(9464, ge=0, le=65535)
+    #: The OpenAI-compatible HTTP and WebSocket API (speech_http/), served by the same
+    #: process on the same event loop, over the same cores, cache and limits; 0 disables it.
+    http_port: int = Field(8000, ge=0, le=65535)
+    #: Largest HTTP upload (a whole multipart body) accepted, in MiB; a larger one gets 413
+    #: before it is read (OpenAI's own limit is 25 MB).
+    http_max_upload_mb: float = Field(25.0, gt=0)
     services: list[ServiceName] = Field(default_factory=lambda: list(ALL_SERVICES))
     #: Largest request accepted: 10 minutes of 16 kHz 16-bit PCM is 19.2 MB.
     max_receive_message_bytes: int = Field(32 * 1024 * 1024, ge=1024)

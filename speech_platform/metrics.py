@@ -29,6 +29,17 @@ REQUEST_LATENCY = Histogram(
 )
 IN_FLIGHT = Gauge("speech_requests_in_flight", "gRPC requests being served", ["service"])
 
+# -- HTTP requests (speech_http, the OpenAI-compatible front door)
+HTTP_REQUESTS = Counter(
+    "speech_http_requests_total", "HTTP API requests finished", ["route", "status"]
+)
+HTTP_REQUEST_LATENCY = Histogram(
+    "speech_http_request_duration_seconds",
+    "HTTP API request latency, from arrival to the response's first byte",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+)
+
 # -- batchers
 BATCH_QUEUE_SECONDS = Histogram(
     "speech_batcher_queue_seconds", "Time a request waited for its batch", ["model"],

@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="gRPC port (default 50051; 0 picks a free one)")
     parser.add_argument("--metrics-port", type=int, help="Prometheus /metrics port (default 9464)")
     parser.add_argument(
+        "--http-port",
+        type=int,
+        help="OpenAI-compatible HTTP API port (default 8000; 0 turns it off)",
+    )
+    parser.add_argument(
         "--services",
         type=parse_services,
         help="stt, tts, jobs (comma-separated), 'both' (stt,tts) or 'all' (default: all)",
@@ -54,6 +59,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         settings.server.port = args.port
     if args.metrics_port is not None:
         settings.server.metrics_port = args.metrics_port
+    if args.http_port is not None:
+        settings.server.http_port = args.http_port
     if args.services is not None:
         settings.server.services = args.services
     if args.log_level is not None:
@@ -63,9 +70,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def _announce(server: SpeechServer) -> None:
     names = ", ".join(n for s in server.services for n in s.grpc_service_names)
+    http = f" (OpenAI-compatible HTTP :{server.http_port})" if server.http_port else ""
     print(
         f"speech-server ready on {server.settings.server.host}:{server.port} "
-        f"(metrics :{server.metrics_port}/metrics): {names}",
+        f"(metrics :{server.metrics_port}/metrics){http}: {names}",
         file=sys.stderr,
         flush=True,
     )

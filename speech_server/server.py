@@ -8,7 +8,9 @@ Lifecycle, as an orchestrator sees it:
 2. ``stop(grace)`` (SIGTERM): health goes NOT_SERVING first, new RPCs are refused, in-flight
    RPCs get ``grace`` seconds to finish, then services free their models.
 
-Reflection (v1 and v1alpha: grpcurl 1.8 speaks v1alpha) and Prometheus /metrics come with it.
+Reflection (v1 and v1alpha: grpcurl 1.8 speaks v1alpha) and Prometheus /metrics come with it,
+and, on ``server.http_port``, the OpenAI-compatible HTTP API (speech_http) over the same
+service objects, on this same event loop.
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ class SpeechServer:
         self._health_server: grpc.aio.Server | None = None
         self.health_port = 0
         self._metrics_http: Any = None
+        self._http_door: Any = None
         self.port = 0
         self.metrics_port = 0
+        #: The HTTP API's port (0 while it is off).
+        self.http_port = 0
         self._ready = asyncio.Event()
         self._stopped = asyncio.Event()
         self._start_task: asyncio.Task[None] | None = None
@@ -111,9 +116,16 @@ class SpeechServer:
             httpd, _thread = start_http_server(cfg.metrics_port, addr=cfg.host)
             self._metrics_http = httpd
             self.metrics_port = httpd.server_port
+        if cfg.http_port:
+            await self._start_http()
         log.info(
             "listening",
-            extra={"port": self.port, "metrics_port": self.metrics_port, "services": names},
+            extra={
+                "port": self.port,
+                "metrics_port": self.metrics_port,
+                "http_port": self.http_port,
+                "services": names,
+            },
         )
         self._start_task = asyncio.create_task(self._start_services())
         if cfg.trim_idle_memory_s > 0:
@@ -132,6 +144,26 @@ class SpeechServer:
             raise RuntimeError(f"could not bind the health port {address}")
         await health_server.start()
         self._health_server = health_server
+
+    async def _start_http(self) -> None:
+        """The OpenAI-compatible door, over the very service objects gRPC serves."""
+        from speech_http.app import Hosted  # only servers with the HTTP API load it
+        from speech_http.door import HttpDoor
+        from speech_platform.auth import BearerTokens
+
+        cfg = self.settings.server
+        services = self.context.services
+        hosted = Hosted(
+            stt=services.get("stt"),  # type: ignore[arg-type]
+            tts=services.get("tts"),  # type: ignore[arg-type]
+            tokens=BearerTokens(cfg.auth_tokens),
+            max_upload_bytes=int(cfg.http_max_upload_mb * 2**20),
+            ready=self._ready.is_set,
+        )
+        door = HttpDoor(hosted, cfg.host, cfg.http_port)
+        await door.start()
+        self._http_door = door
+        self.http_port = door.port
 
     async def _start_services(self) -> None:
         started = time.perf_counter()
@@ -167,8 +199,12 @@ class SpeechServer:
             self._start_task.cancel()
         if self._trim_task is not None:
             self._trim_task.cancel()
+        draining = []
         if self._server is not None:
-            await self._server.stop(grace)
+            draining.append(self._server.stop(grace))
+        if self._http_door is not None:
+            draining.append(self._http_door.stop(grace))
+        await asyncio.gather(*draining)
         if self._health_server is not None:
             await self._health_server.stop(0)
         await asyncio.gather(

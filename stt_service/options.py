@@ -48,6 +48,8 @@ class TranscribeOptions:
     separate_channels: bool = False
     #: Attach a quality report (stt_service/quality.py).
     quality_report: bool = False
+    #: "" or "transcribe" (what is said), or "translate" (into English).
+    task: str = ""
 
     @classmethod
     def from_config(cls, config: stt_pb2.RecognitionConfig) -> TranscribeOptions:
@@ -61,6 +63,7 @@ class TranscribeOptions:
             max_alternatives=config.max_alternatives,
             separate_channels=config.enable_separate_recognition_per_channel,
             quality_report=config.enable_quality_report,
+            task=config.task,
         )
 
 
@@ -77,6 +80,8 @@ class DecodeOptions:
     #: Hypotheses of the beam to return besides the transcript (0 = the transcript only);
     #: never more than ``beam_size``. It does not change the transcript itself.
     alternatives: int = 0
+    #: "transcribe" or "translate" (Whisper's task token: translate writes English).
+    task: str = "transcribe"
 
 
 def parse_language(code: str) -> str | None:
@@ -91,6 +96,19 @@ def parse_language(code: str) -> str | None:
             "(examples: 'en', 'de-DE', 'auto')"
         )
     return _LANGUAGE_ALIASES.get(primary, primary)
+
+
+TASKS = ("transcribe", "translate")
+
+
+def parse_task(task: str) -> str:
+    """ "" -> "transcribe"; refuses anything but Whisper's two tasks."""
+    text = task.strip().lower() or "transcribe"
+    if text not in TASKS:
+        raise InvalidArgument(
+            f"config.task {task!r} is not one of {', '.join(TASKS)} ('' = transcribe)"
+        )
+    return text
 
 
 def check_beam_size(beam_size: int, default: int) -> int:

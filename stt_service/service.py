@@ -26,6 +26,10 @@ class SpeechToTextService:
         self.servicer = SpeechToTextServicer(
             self.transcriber, ctx.settings.stt, self.door, ctx.memory
         )
+        #: The cores every front door calls (gRPC above, speech_http): one set of checks,
+        #: one cache key, the same batchers and stream limits.
+        self.unary = self.servicer.unary
+        self.streaming = self.servicer.streaming
 
     def register(self, server: grpc.aio.Server) -> None:
         stt_pb2_grpc.add_SpeechToTextServicer_to_server(self.servicer, server)

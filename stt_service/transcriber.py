@@ -43,6 +43,7 @@ from stt_service.options import (
     check_beam_size,
     check_prompt,
     parse_language,
+    parse_task,
 )
 from stt_service.whisper_engine import (
     DEFAULT_BUCKETS_S,
@@ -126,6 +127,8 @@ class ResolvedOptions:
             "word_timestamps": self.decode.word_timestamps,
             "initial_prompt": self.decode.initial_prompt,
             "hotwords": list(self.decode.hotwords),
+            # Absent for transcription, so keys cached before tasks existed still hit.
+            **({"task": self.decode.task} if self.decode.task != "transcribe" else {}),
         }
         # What a response holds besides the transcript; named only when asked for, so the
         # keys of plain requests stay those they always were.
@@ -273,6 +276,14 @@ class Transcriber:
             )
         if language is None and not model.multilingual:
             language = model.languages[0] if model.languages else "en"
+        task = parse_task(options.task)
+        if task == "translate" and not model.multilingual:
+            others = [m.name for m in self._models.values() if m.multilingual]
+            hint = f"; use {', '.join(others)}" if others else "; none is loaded here"
+            raise InvalidArgument(
+                f"model {model.name!r} is English-only and cannot translate: translation "
+                f"needs a multilingual model{hint}"
+            )
         beam_size = check_beam_size(options.beam_size, self.settings.default_beam_size)
         prompt, hotwords = check_prompt(options.initial_prompt, options.hotwords)
         return ResolvedOptions(
@@ -284,6 +295,7 @@ class Transcriber:
                 initial_prompt=prompt,
                 hotwords=hotwords,
                 alternatives=check_alternatives(options.max_alternatives, beam_size),
+                task=task,
             ),
             separate_channels=options.separate_channels,
             quality_report=options.quality_report,

@@ -206,7 +206,7 @@ class WhisperEngine:
             num_workers=1,
         )
         self._whisper: ctranslate2.models.Whisper = self._model.model
-        self._tokenizers: dict[str, Tokenizer] = {}
+        self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         english = self._tokenizer("en")
         self._sot = english.sot
         self._suppress = list(get_suppressed_tokens(english, [-1]) or ())
@@ -305,7 +305,7 @@ class WhisperEngine:
         for position in kept:
             attempt = attempts[position]
             duration = len(items[position].samples) / SAMPLE_RATE
-            tokenizer = self._tokenizer(languages[position][0])
+            tokenizer = self._tokenizer(languages[position][0], items[position].options.task)
             tokens, resume_at = (attempt.tokens, None)
             if not attempt.silent:
                 tokens, resume_at = seek_rule(
@@ -327,7 +327,7 @@ class WhisperEngine:
         results: list[WindowResult | None] = [None] * len(items)
         for position in kept:
             language, probability = languages[position]
-            tokenizer = self._tokenizer(language)
+            tokenizer = self._tokenizer(language, items[position].options.task)
             attempt = attempts[position]
             segment_words = _words_per_segment(token_segments[position], words.get(position, []))
             segments = tuple(
@@ -413,21 +413,24 @@ class WhisperEngine:
                 chosen[position] = (token.strip("<|>"), float(probability))
         return chosen
 
-    def _tokenizer(self, language: str) -> Tokenizer:
-        tokenizer = self._tokenizers.get(language)
+    def _tokenizer(self, language: str, task: str = "transcribe") -> Tokenizer:
+        """Whisper's tokenizer for a language and task; its start-of-transcript sequence
+        carries both (an English-only model has neither)."""
+        key = (language, task if self.multilingual else "transcribe")
+        tokenizer = self._tokenizers.get(key)
         if tokenizer is None:
             tokenizer = Tokenizer(
                 self._model.hf_tokenizer,
                 self.multilingual,
-                task="transcribe",
+                task=key[1],
                 language=language if self.multilingual else None,
             )
-            self._tokenizers[language] = tokenizer
+            self._tokenizers[key] = tokenizer
         return tokenizer
 
     def _prompt(self, options: DecodeOptions, language: str) -> list[int]:
         """<|startofprev|> hotwords and initial prompt, then the start-of-transcript sequence."""
-        tokenizer = self._tokenizer(language)
+        tokenizer = self._tokenizer(language, options.task)
         previous: list[int] = []
         if options.hotwords:
             previous += tokenizer.encode(" " + " ".join(options.hotwords))
@@ -517,13 +520,14 @@ class WhisperEngine:
         token_segments: dict[int, list[TimedTokens]],
         encoded: _EncodedBatch,
     ) -> dict[int, list[TimedWord]]:
-        """Word timings of the windows at ``positions``; one align call per language."""
-        by_language: dict[str, list[int]] = defaultdict(list)
+        """Word timings of the windows at ``positions``; one align call per language and
+        task."""
+        by_language: dict[tuple[str, str], list[int]] = defaultdict(list)
         for position in positions:
-            by_language[languages[position][0]].append(position)
+            by_language[(languages[position][0], items[position].options.task)].append(position)
         words: dict[int, list[TimedWord]] = {}
-        for language, members in by_language.items():
-            tokenizer = self._tokenizer(language)
+        for (language, task), members in by_language.items():
+            tokenizer = self._tokenizer(language, task)
             texts = [[t for s in token_segments[p] for t in s.tokens] for p in members]
             frames = [
                 min(

@@ -15,7 +15,7 @@ import io
 import math
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import numpy as np
 
@@ -266,24 +266,38 @@ class _Sink:
         return data
 
 
-_AV_CODECS: dict[Encoding, tuple[str, str, str, int]] = {
-    # encoding: (container format, codec, sample format, bit rate; 0 = lossless)
-    Encoding.FLAC: ("flac", "flac", "s16", 0),
-    Encoding.MP3: ("mp3", "libmp3lame", "s16p", MP3_BIT_RATE),
-    Encoding.OGG_OPUS: ("ogg", "libopus", "s16", OPUS_BIT_RATE),
+class AvCodec(NamedTuple):
+    """How ffmpeg makes one output: container format, codec, the codec's sample format,
+    bit rate (0 = lossless)."""
+
+    container_format: str
+    codec: str
+    sample_format: str
+    bit_rate: int
+
+
+_AV_CODECS: dict[Encoding, AvCodec] = {
+    Encoding.FLAC: AvCodec("flac", "flac", "s16", 0),
+    Encoding.MP3: AvCodec("mp3", "libmp3lame", "s16p", MP3_BIT_RATE),
+    Encoding.OGG_OPUS: AvCodec("ogg", "libopus", "s16", OPUS_BIT_RATE),
 }
+#: AAC in ADTS framing (streamable), for front doors whose clients ask for AAC (the HTTP
+#: API's response_format=aac); speech.v1 has no AAC encoding.
+AAC_ADTS = AvCodec("adts", "aac", "fltp", 64_000)
 
 
 class _AvEncoder:
-    """FLAC, MP3 or Ogg/Opus through ffmpeg.
+    """FLAC, MP3, Ogg/Opus (or another ``AvCodec``) through ffmpeg.
 
     Streaming writes to an unseekable sink, drained after each push. A whole-file encode
     writes to a seekable buffer so muxers can go back and fill in totals (FLAC STREAMINFO
     sample count and MD5, the MP3 Xing/LAME header with its gapless-playback delays).
     """
 
-    def __init__(self, encoding: Encoding, sample_rate: int, *, streaming: bool) -> None:
-        container_format, codec, self._sample_format, bit_rate = _AV_CODECS[encoding]
+    def __init__(self, spec: AvCodec, sample_rate: int, *, streaming: bool) -> None:
+        container_format, codec, self._sample_format, bit_rate = spec
+        # Frames go in as 16-bit PCM; PyAV converts them for a codec that takes floats.
+        self._frame_format = self._sample_format if self._sample_format == "s16p" else "s16"
         self._streaming = streaming
         self._sink = _Sink()
         self._seekable = io.BytesIO()
@@ -312,7 +326,7 @@ class _AvEncoder:
 
         frame = av.AudioFrame.from_ndarray(
             np.ascontiguousarray(pcm, dtype=np.int16).reshape(1, -1),
-            format=self._sample_format,
+            format=self._frame_format,
             layout="mono",
         )
         frame.sample_rate = self._rate
@@ -345,7 +359,12 @@ def make_encoder(output: OutputFormat, *, streaming: bool) -> Encoder:
         if streaming:
             return _StreamingWavEncoder(output.sample_rate)
         return _WholeWavEncoder(output.sample_rate)
-    return _AvEncoder(output.encoding, output.sample_rate, streaming=streaming)
+    return _AvEncoder(_AV_CODECS[output.encoding], output.sample_rate, streaming=streaming)
+
+
+def streaming_encoder(spec: AvCodec, sample_rate: int) -> Encoder:
+    """A streaming ffmpeg encoder of 16-bit mono PCM at ``sample_rate`` (see _AvEncoder)."""
+    return _AvEncoder(spec, sample_rate, streaming=True)
 
 
 # ---------------------------------------------------------------------------- pipeline

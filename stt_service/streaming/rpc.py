@@ -136,11 +136,17 @@ class StreamingRecognizer:
         self,
         requests: AsyncIterator[stt_pb2.StreamingTranscribeRequest],
         context: grpc.aio.ServicerContext | None = None,
+        *,
+        caller: str | None = None,
     ) -> AsyncIterator[stt_pb2.StreamingTranscribeResponse]:
-        """The responses of one stream; raises the SpeechError that ends it, if any."""
+        """The responses of one stream; raises the SpeechError that ends it, if any.
+
+        The caller (whose stream slots are counted) is ``caller`` when a front door other
+        than gRPC (speech_http's WebSocket) names it, else the gRPC context's."""
         if not self._transcriber.ready:
             raise Unavailable("speech-to-text models are still loading; retry shortly")
-        caller = caller_of(context) if context is not None else "local"
+        if caller is None:
+            caller = caller_of(context) if context is not None else "local"
         with self._slots.take(caller):
             async for response in self._serve(requests):
                 yield response

@@ -1,4 +1,5 @@
-"""Dependencies run one way: batcher <- speech_platform <- services <- speech_jobs <- speech_server.
+"""Dependencies run one way: batcher <- speech_platform <- services <- speech_jobs and
+speech_http <- speech_server.
 
 An AST walk over every .py file of each package (scripts/import_graph.py, the same walk that
 prints the import graph) finds every import at any depth: module level, inside functions,
@@ -16,16 +17,18 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("stt_service", "tts_service", "speech_jobs", "speech_server")
+SERVICES = ("stt_service", "tts_service", "speech_jobs", "speech_http", "speech_server")
 
 #: package -> the packages of ours it must never import (and no product code imports
 #: tools/, which the wheel does not install).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "batcher": ("speech", "speech_platform", *SERVICES, "tools"),
     "speech_platform": (*SERVICES, "tools"),
-    "stt_service": ("tts_service", "speech_jobs", "speech_server", "tools"),
-    "tts_service": ("stt_service", "speech_jobs", "speech_server", "tools"),
-    "speech_jobs": ("speech_server", "tools"),
+    "stt_service": ("tts_service", "speech_jobs", "speech_http", "speech_server", "tools"),
+    "tts_service": ("stt_service", "speech_jobs", "speech_http", "speech_server", "tools"),
+    "speech_jobs": ("speech_http", "speech_server", "tools"),
+    # The HTTP front door calls the services' cores; the composition root hosts it.
+    "speech_http": ("speech_server", "tools"),
     "speech_server": ("tools",),
     # The client SDK ships alone: the generated stubs and grpc, nothing of the server.
     "speech_client": ("batcher", "speech_platform", *SERVICES, "tools"),

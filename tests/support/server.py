@@ -78,6 +78,7 @@ def test_settings(services: Sequence[str] = ("stt",), **overrides: object) -> Se
     settings.server.host = "127.0.0.1"
     settings.server.port = 0
     settings.server.metrics_port = 0
+    settings.server.http_port = 0  # off; tests of the HTTP API pick a free port
     settings.server.services = [cast(ServiceName, name) for name in services]
     settings.server.drain_grace_s = 5.0
     return settings
@@ -129,7 +130,7 @@ def server_process(
     """``speech-server`` as a subprocess; yields once it prints its ready line."""
     command = [
         str(ROOT / ".venv" / "bin" / "speech-server"),
-        "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *args,
+        "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "0", *args,
     ]
     process = subprocess.Popen(
         command,

@@ -19,8 +19,8 @@ from speech_platform.config import SttSettings, load_settings
 from speech_platform.fingerprint import files_digest
 from stt_service.assets import model_path
 from stt_service.options import DecodeOptions
-from stt_service.servicer import transcription_cache_key
 from stt_service.transcriber import LoadedModel, ResolvedOptions, Transcriber
+from stt_service.unary import transcription_cache_key
 from tts_service.audio_encoding import resolve_output
 from tts_service.piper_engine import PiperEngine
 from tts_service.results import SynthesisRequest

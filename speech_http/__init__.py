@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP and WebSocket front door, over the same cores as gRPC."""

@@ -1,0 +1,60 @@
+"""Runs the HTTP app in the server's process, on the server's event loop.
+
+uvicorn serves the app on a socket bound here; its own signal handling is left out (the
+speech server owns SIGTERM and stops this door as part of its drain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+
+import uvicorn
+
+from speech_http.app import Hosted, build_app
+
+
+class HttpDoor:
+    def __init__(self, hosted: Hosted, host: str, port: int) -> None:
+        self._app = build_app(hosted)
+        self._host = host
+        self._port = port
+        self._server: uvicorn.Server | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Binds the port (raises OSError when taken) and starts serving."""
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, self._port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app, lifespan="off", log_level="warning", access_log=False, loop="none"
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        self._server = server
+        # The tick keeps the Date header fresh; signals stay with the speech server.
+        self._loop_task = asyncio.create_task(server.main_loop())
+
+    async def stop(self, grace_s: float) -> None:
+        """Stops accepting, lets open requests finish within ``grace_s``, then closes."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.config.timeout_graceful_shutdown = max(1, math.ceil(grace_s))
+        server.should_exit = True
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await server.shutdown()
