@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from speech_http.aliases import OPENAI_VOICES, STT_ALIASES, TTS_MODELS
@@ -71,17 +71,22 @@ def build_app(hosted: Hosted) -> FastAPI:
     for error in (NotFound, Unavailable):
         app.add_exception_handler(error, handle_error)
     _add_routes(app, hosted)
-    app.mount("/metrics", make_asgi_app())
     app.add_middleware(BodySizeLimit, limit_bytes=hosted.max_upload_bytes)
     app.add_middleware(RequestMetrics)
     return app
 
 
-def _add_routes(app: FastAPI, hosted: Hosted) -> None:
-    def caller(request: Request) -> str:
-        return authorize(hosted.tokens, request.headers, _client(request.client))
+def _caller(request: Request) -> str:
+    """The authorised caller of a request (401 otherwise): the dependency of every /v1 route."""
+    hosted: Hosted = request.app.state.hosted
+    return authorize(hosted.tokens, request.headers, _client(request.client))
 
-    Caller = Annotated[str, Depends(caller)]
+
+Caller = Annotated[str, Depends(_caller)]
+
+
+def _add_routes(app: FastAPI, hosted: Hosted) -> None:
+    app.state.hosted = hosted
 
     def stt() -> SpeechToTextService:
         if hosted.stt is None:
@@ -169,6 +174,11 @@ def _add_routes(app: FastAPI, hosted: Hosted) -> None:
         offered = socket.scope.get("subprotocols") or []
         await socket.accept(subprotocol="realtime" if "realtime" in offered else None)
         await RealtimeSession(socket, service.streaming, who).run()
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics of this process (the same registry as the metrics port)."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -58,7 +58,13 @@ def error_body(
 def error_response(error: BaseException) -> JSONResponse:
     """The response for any failure of a request (logged when it is ours to fix)."""
     if isinstance(error, HttpError):
-        error_type = "invalid_request_error" if error.status < 500 else "server_error"
+        error_type = (
+            "authentication_error"
+            if error.status == 401
+            else "invalid_request_error"
+            if error.status < 500
+            else "server_error"
+        )
         return JSONResponse(
             error_body(error.message, error_type, error.code, error.param), error.status
         )
