@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from collections.abc import AsyncIterator
 
 from speech_platform.config import Settings
 from tests.support.server import RunningServer, running_server
