@@ -98,3 +98,36 @@ async def test_language_errors_name_the_way_out(stub, german_wav):
         await stub.Transcribe(_request(german_wav, model="small"), timeout=30)
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert "'tiny.en', 'base'" in missing.value.details()
+
+
+#: eSpeak NG's Spanish; base translates it as "Good morning, today is a good time and we
+#: are going to go to the park with the children."
+SPANISH = "Buenos días. Hoy hace buen tiempo en Madrid y vamos a ir al parque con los niños."
+
+
+async def test_the_translate_task_writes_english(stub):
+    spanish = wav_bytes(synthesize(SPANISH, "es"))
+    translated = await stub.Transcribe(
+        _request(spanish, model="base", task="translate", enable_word_time_offsets=True),
+        timeout=120,
+    )
+    text = translated.text.lower()
+    assert "good morning" in text and "park" in text, translated.text
+    assert translated.language_code == "es"  # the language spoken, not the one written
+    assert [w.word.strip().lower().strip(",.") for w in translated.words][:2] == ["good", "morning"]
+    transcribed = await stub.Transcribe(
+        _request(spanish, model="base", task="transcribe"), timeout=120
+    )
+    assert "buenos días" in transcribed.text.lower()
+
+
+async def test_task_errors_name_the_way_out(stub, german_wav):
+    with pytest.raises(grpc.aio.AioRpcError) as english_only:
+        await stub.Transcribe(_request(german_wav, task="translate"), timeout=30)
+    assert english_only.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cannot translate" in english_only.value.details()
+    assert "use base" in english_only.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.Transcribe(_request(german_wav, model="base", task="summarise"), timeout=30)
+    assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "transcribe, translate" in unknown.value.details()
