@@ -385,3 +385,15 @@ async def test_grpc_status_of_the_same_refusal_matches(api):
                 metadata=[("authorization", f"Bearer {TOKEN}")],
             )
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_kept_alive_requests_do_not_wait_for_delayed_acks(api):
+    """With Nagle's algorithm on, each response waited ~40 ms for the client's delayed ACK
+    (the door's socket must say IPPROTO_TCP for asyncio to set TCP_NODELAY)."""
+    _, _, http = api
+    latencies = []
+    for _ in range(9):
+        response = await http.get("/healthz")
+        assert response.status_code == 200
+        latencies.append(response.elapsed.total_seconds())
+    assert sorted(latencies)[4] < 0.030, latencies
