@@ -76,8 +76,11 @@ def build_app(hosted: Hosted) -> FastAPI:
     return app
 
 
-def _caller(request: Request) -> str:
-    """The authorised caller of a request (401 otherwise): the dependency of every /v1 route."""
+async def _caller(request: Request) -> str:
+    """The authorised caller of a request (401 otherwise): the dependency of every /v1 route.
+
+    A coroutine, so FastAPI calls it on the loop (a plain function would cost a hop to its
+    thread pool on every request)."""
     hosted: Hosted = request.app.state.hosted
     return authorize(hosted.tokens, request.headers, _client(request.client))
 

@@ -175,22 +175,27 @@ async def measure(
         latencies: dict[str, list[float]] = {name: [] for name in calls}
         throughput: dict[str, list[float]] = {name: [] for name in calls}
         cpu_ms: dict[str, list[float]] = {name: [] for name in calls}
+        client_ms: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(args.rounds):
             for name, call in calls.items():
                 latencies[name] += await sequential(call, args.sequential)
                 cpu_before = server.cpu_seconds() or 0.0
+                client_before = time.process_time()
                 rate = await closed_loop(call, args.concurrency, args.window, warmup_s=1.0)
                 cpu_used = (server.cpu_seconds() or 0.0) - cpu_before
+                client_used = time.process_time() - client_before
                 throughput[name].append(round(rate, 1))
                 # Server CPU over warm-up and window, per answer of the window (an upper
                 # bound: the warm-up's answers are not counted).
                 cpu_ms[name].append(round(cpu_used * 1000 / (rate * args.window), 3))
+                client_ms[name].append(round(client_used * 1000 / (rate * args.window), 3))
         pool.close()
     return {
         name: {
             "sequential": LatencySummary.of(latencies[name]).as_dict(),
             f"throughput_c{args.concurrency}_per_s": sorted(throughput[name]),
             "server_cpu_ms_per_answer": sorted(cpu_ms[name]),
+            "client_cpu_ms_per_answer": sorted(client_ms[name]),
         }
         for name in calls
     }
