@@ -15,6 +15,9 @@ import uvicorn
 
 from speech_http.app import Hosted, build_app
 
+#: Seconds an idle kept-alive connection stays open.
+KEEP_ALIVE_S = 75
+
 
 class HttpDoor:
     def __init__(self, hosted: Hosted, host: str, port: int) -> None:
@@ -40,7 +43,14 @@ class HttpDoor:
             raise
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self._app, lifespan="off", log_level="warning", access_log=False, loop="none"
+            self._app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            loop="none",
+            # Longer than the idle timeout of common load balancers (60 s), so the server
+            # never closes a kept-alive connection a balancer is about to reuse.
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         config.load()
         server = uvicorn.Server(config)

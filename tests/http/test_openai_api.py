@@ -139,6 +139,7 @@ async def test_streamed_transcription_events(api, clip):
     assert deltas and "".join(deltas).strip() == events[-1].text.strip()
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK marks it so
 async def test_translation_of_spanish_speech_is_english(api):
     _, client, _ = api
     spanish = wav_bytes(synthesize(SPANISH, "es"))

@@ -66,6 +66,16 @@ class KeptAliveConnection:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def call(self) -> bytes:
+        try:
+            return await self._call()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # The server closed a connection that sat idle (keep-alive timeout): reconnect,
+            # as any pooled client does.
+            self.close()
+            self._streams = None
+            return await self._call()
+
+    async def _call(self) -> bytes:
         if self._streams is None:
             self._streams = await asyncio.open_connection(*self._address)
         reader, writer = self._streams
