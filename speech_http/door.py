@@ -45,6 +45,8 @@ class HttpDoor:
         config = uvicorn.Config(
             self._app,
             lifespan="off",
+            # The server's logging (speech_platform/logs.py) stays as configured.
+            log_config=None,
             log_level="warning",
             access_log=False,
             loop="none",
