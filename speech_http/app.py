@@ -32,9 +32,9 @@ from speech_http.realtime import RealtimeSession
 from speech_http.speech import SpeechBody, speak
 from speech_http.transcriptions import FORM_SCHEMA, read_form, transcribe
 from speech_http.uploads import BodySizeLimit
-from speech_platform.auth import BearerTokens
-from speech_platform.errors import NotFound, Unavailable
+from speech_platform.errors import AuthError, NotFound, SpeechError, Unavailable
 from speech_platform.metrics import HTTP_REQUEST_LATENCY, HTTP_REQUESTS
+from speech_platform.principals import Authenticator
 
 if TYPE_CHECKING:  # a TTS-only server never loads the STT libraries, nor the reverse
     from stt_service.service import SpeechToTextService
@@ -51,7 +51,8 @@ class Hosted:
 
     stt: SpeechToTextService | None
     tts: TextToSpeechService | None
-    tokens: BearerTokens
+    #: The server's one Authenticator (shared with the gRPC interceptor).
+    authenticator: Authenticator
     max_upload_bytes: int
     #: True once every hosted service has loaded its models.
     ready: Callable[[], bool]
@@ -82,7 +83,7 @@ async def _caller(request: Request) -> str:
     A coroutine, so FastAPI calls it on the loop (a plain function would cost a hop to its
     thread pool on every request)."""
     hosted: Hosted = request.app.state.hosted
-    return authorize(hosted.tokens, request.headers, _client(request.client))
+    return authorize(hosted.authenticator, request.headers, _client(request.client))
 
 
 Caller = Annotated[str, Depends(_caller)]
@@ -167,12 +168,13 @@ def _add_routes(app: FastAPI, hosted: Hosted) -> None:
         if key and "authorization" not in headers:
             headers["authorization"] = f"Bearer {key}"
         try:
-            who = authorize(hosted.tokens, headers, _client(socket.client))
+            who = authorize(hosted.authenticator, headers, _client(socket.client))
             service = stt()
             service.unary.require_ready()
-        except (HttpError, NotFound, Unavailable) as error:
-            await socket.close(code=1008 if isinstance(error, HttpError) else 1011,
-                               reason=str(error)[:120])  # fmt: skip
+        except SpeechError as error:
+            # Refused before the handshake completes: the client sees HTTP 403.
+            policy = isinstance(error, AuthError)
+            await socket.close(code=1008 if policy else 1011, reason=error.message[:120])
             return
         offered = socket.scope.get("subprotocols") or []
         await socket.accept(subprotocol="realtime" if "realtime" in offered else None)

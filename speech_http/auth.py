@@ -1,19 +1,19 @@
-"""Who is calling over HTTP: the same bearer check and caller identity as over gRPC.
+"""Who is calling over HTTP: the same principals and caller identity as over gRPC.
 
-``authorize`` is the one place the HTTP door asks the kernel whether a request may pass
-(speech_platform.auth) and who it is for fair queuing and stream limits
-(speech_platform.callers): a token is the same caller whichever door it comes through.
+``authorize`` is the one place the HTTP door asks the kernel who a request is for: the
+server's ``Authenticator`` (speech_platform.principals, the object the gRPC interceptor
+uses) maps the bearer token to a principal, which is bound to the request's context (its
+priority entitlement, job ownership and cache identity follow it, as over gRPC), and
+``caller_id`` (speech_platform.callers) names the caller for fair queuing and stream caps.
+A principal is the same caller whichever door its token comes through.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import grpc
-
-from speech_http.errors import HttpError
-from speech_platform.auth import BearerTokens
 from speech_platform.callers import caller_id
+from speech_platform.principals import Authenticator, bind
 
 
 def peer_of(client: tuple[str, int] | None) -> str:
@@ -25,17 +25,11 @@ def peer_of(client: tuple[str, int] | None) -> str:
 
 
 def authorize(
-    tokens: BearerTokens, headers: Mapping[str, str], client: tuple[str, int] | None
+    authenticator: Authenticator, headers: Mapping[str, str], client: tuple[str, int] | None
 ) -> str:
-    """The caller's identity; raises HttpError 401 when the token is missing or refused."""
-    header = headers.get("authorization")
-    refusal = tokens.refusal(header)
-    if refusal is not None:
-        code = (
-            "invalid_api_key"
-            if refusal.code == grpc.StatusCode.PERMISSION_DENIED
-            else "missing_api_key"
-        )
-        raise HttpError(401, refusal.message, code=code)
-    metadata = {"authorization": header} if header else {}
-    return caller_id(metadata, peer_of(client))
+    """The caller's identity, with its principal bound to the current context; raises
+    Unauthenticated (401) or PermissionDenied (403) as the gRPC door does. A client
+    certificate is not read over HTTP: with mTLS on, HTTP callers send their token."""
+    principal = authenticator.authenticate(headers.get("authorization"), None)
+    bind(principal)
+    return caller_id(principal, peer_of(client))

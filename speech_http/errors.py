@@ -28,8 +28,7 @@ _STATUS: dict[grpc.StatusCode, tuple[int, str]] = {
     grpc.StatusCode.FAILED_PRECONDITION: (400, "invalid_request_error"),
     grpc.StatusCode.OUT_OF_RANGE: (400, "invalid_request_error"),
     grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
-    # OpenAI answers a key it does not know with 401 too ("invalid_api_key").
-    grpc.StatusCode.PERMISSION_DENIED: (401, "authentication_error"),
+    grpc.StatusCode.PERMISSION_DENIED: (403, "permission_error"),
     grpc.StatusCode.NOT_FOUND: (404, "invalid_request_error"),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
     grpc.StatusCode.CANCELLED: (499, "invalid_request_error"),
@@ -65,15 +64,18 @@ def error_response(error: BaseException) -> JSONResponse:
             if error.status < 500
             else "server_error"
         )
+        # A body refused part-way (413) is not read to its end: the connection cannot
+        # carry another request.
+        headers = {"Connection": "close"} if error.status == 413 else None
         return JSONResponse(
-            error_body(error.message, error_type, error.code, error.param), error.status
+            error_body(error.message, error_type, error.code, error.param),
+            error.status,
+            headers=headers,
         )
     code, message, retry_after_s = grpc_status_for(error)
     status, error_type = _STATUS.get(code, (500, "server_error"))
     if status == 500:
         log.error("unhandled error in the HTTP API", exc_info=error)
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        message = f"{message}: the bearer token is not one this server accepts"
     headers = {}
     if retry_after_s is not None and status in (429, 503):
         headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))

@@ -117,7 +117,7 @@ class SpeechServer:
             self._metrics_http = httpd
             self.metrics_port = httpd.server_port
         if cfg.http_port:
-            await self._start_http()
+            await self._start_http(authenticator)
         log.info(
             "listening",
             extra={
@@ -145,18 +145,17 @@ class SpeechServer:
         await health_server.start()
         self._health_server = health_server
 
-    async def _start_http(self) -> None:
+    async def _start_http(self, authenticator: Authenticator) -> None:
         """The OpenAI-compatible door, over the very service objects gRPC serves."""
         from speech_http.app import Hosted  # only servers with the HTTP API load it
         from speech_http.door import HttpDoor
-        from speech_platform.auth import BearerTokens
 
         cfg = self.settings.server
         services = self.context.services
         hosted = Hosted(
             stt=services.get("stt"),  # type: ignore[arg-type]
             tts=services.get("tts"),  # type: ignore[arg-type]
-            tokens=BearerTokens(cfg.auth_tokens),
+            authenticator=authenticator,
             max_upload_bytes=int(cfg.http_max_upload_mb * 2**20),
             ready=self._ready.is_set,
         )

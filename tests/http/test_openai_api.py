@@ -257,15 +257,17 @@ def _error(response: httpx.Response) -> dict[str, str]:
     return body["error"]
 
 
-async def test_auth_errors_are_401(api):
+async def test_auth_errors_are_401_and_403(api):
+    """The server's principals decide, as over gRPC: no token is 401, an unknown one 403."""
     _, client, http = api
     wrong = client.with_options(api_key="sk-wrong")
-    with pytest.raises(openai.AuthenticationError) as raised:
+    with pytest.raises(openai.PermissionDeniedError) as raised:
         await wrong.models.list()
     assert "not accepted" in str(raised.value)
     async with httpx.AsyncClient(base_url=str(http.base_url)) as bare:
         error = _error(await bare.get("/v1/models"))
     assert error["type"] == "authentication_error" and "Bearer" in error["message"]
+    assert error["code"] == "unauthenticated"
 
 
 async def test_bad_requests_are_400_with_a_message(api, clip):
