@@ -2,6 +2,11 @@
 
 uvicorn serves the app on a socket bound here; its own signal handling is left out (the
 speech server owns SIGTERM and stops this door as part of its drain).
+
+With ``server.tls`` set, the door speaks HTTPS with the gRPC port's certificate and key,
+and with a client CA it requires client certificates signed by it (the caller is still
+named by its bearer token over HTTP). The files are read when the server starts; unlike
+the gRPC port, a rotated certificate takes effect over HTTP at the next restart.
 """
 
 from __future__ import annotations
@@ -10,20 +15,26 @@ import asyncio
 import contextlib
 import math
 import socket
+import ssl
+from typing import Any
 
 import uvicorn
 
 from speech_http.app import Hosted, build_app
+from speech_platform.config import TlsSettings
 
 #: Seconds an idle kept-alive connection stays open.
 KEEP_ALIVE_S = 75
 
 
 class HttpDoor:
-    def __init__(self, hosted: Hosted, host: str, port: int) -> None:
+    def __init__(
+        self, hosted: Hosted, host: str, port: int, tls: TlsSettings | None = None
+    ) -> None:
         self._app = build_app(hosted)
         self._host = host
         self._port = port
+        self._tls = tls if tls is not None and tls.enabled else None
         self._server: uvicorn.Server | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self.port = 0
@@ -53,6 +64,7 @@ class HttpDoor:
             # Longer than the idle timeout of common load balancers (60 s), so the server
             # never closes a kept-alive connection a balancer is about to reuse.
             timeout_keep_alive=KEEP_ALIVE_S,
+            **_tls_options(self._tls),
         )
         config.load()
         server = uvicorn.Server(config)
@@ -61,6 +73,10 @@ class HttpDoor:
         self._server = server
         # The tick keeps the Date header fresh; signals stay with the speech server.
         self._loop_task = asyncio.create_task(server.main_loop())
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
 
     async def stop(self, grace_s: float) -> None:
         """Stops accepting, lets open requests finish within ``grace_s``, then closes."""
@@ -73,3 +89,13 @@ class HttpDoor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         await server.shutdown()
+
+
+def _tls_options(tls: TlsSettings | None) -> dict[str, Any]:
+    """uvicorn's TLS settings for the server's certificate (and client CA: mTLS)."""
+    if tls is None:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+    if tls.client_ca_file:
+        options |= {"ssl_ca_certs": tls.client_ca_file, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return options

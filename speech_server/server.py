@@ -159,7 +159,7 @@ class SpeechServer:
             max_upload_bytes=int(cfg.http_max_upload_mb * 2**20),
             ready=self._ready.is_set,
         )
-        door = HttpDoor(hosted, cfg.host, cfg.http_port)
+        door = HttpDoor(hosted, cfg.host, cfg.http_port, cfg.tls)
         await door.start()
         self._http_door = door
         self.http_port = door.port
