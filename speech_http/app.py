@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from speech_http.aliases import OPENAI_VOICES, STT_ALIASES, TTS_MODELS
 from speech_http.auth import authorize
+from speech_http.deadlines import time_remaining
 from speech_http.errors import HttpError, handle_error, handle_validation_error
 from speech_http.realtime import RealtimeSession
 from speech_http.speech import SpeechBody, speak
@@ -108,21 +109,28 @@ def _add_routes(app: FastAPI, hosted: Hosted) -> None:
     async def transcriptions(request: Request, who: Caller) -> Response:
         """Transcribes an uploaded recording (OpenAI's createTranscription)."""
         service = stt()
+        remaining = time_remaining(request.headers)
         form = await read_form(request)
-        return await transcribe(service.unary, form, task="transcribe", caller=who)
+        return await transcribe(
+            service.unary, form, task="transcribe", caller=who, time_remaining=remaining
+        )
 
     @app.post("/v1/audio/translations", openapi_extra=FORM_SCHEMA, tags=["audio"])
     async def translations(request: Request, who: Caller) -> Response:
         """Translates speech in any language into English text (multilingual model)."""
         service = stt()
+        remaining = time_remaining(request.headers)
         form = await read_form(request)
-        return await transcribe(service.unary, form, task="translate", caller=who)
+        return await transcribe(
+            service.unary, form, task="translate", caller=who, time_remaining=remaining
+        )
 
     @app.post("/v1/audio/speech", tags=["audio"], response_class=Response)
-    async def speech(body: SpeechBody, who: Caller) -> Response:
+    async def speech(request: Request, body: SpeechBody, who: Caller) -> Response:
         """Speaks a text; the audio streams out sentence by sentence."""
         service = tts()
-        return await speak(service.synthesizer, service.door, body, who)
+        timeout_s = time_remaining(request.headers)()
+        return await speak(service.synthesizer, service.door, body, who, timeout_s)
 
     @app.get("/v1/models", tags=["models"])
     async def models(_who: Caller) -> dict[str, Any]:

@@ -87,6 +87,7 @@ async def speak(
     door: CacheDoor[SynthesisResult],
     body: SpeechBody,
     caller: str,
+    timeout_s: float | None = None,
 ) -> StreamingResponse:
     choice = speech_choice(body.model, body.voice_name())
     encoding, rate = _CORE_OUTPUT[body.response_format]
@@ -99,6 +100,7 @@ async def speak(
             sample_rate_hertz=rate,
             speaking_rate=body.speed,
         ),
+        timeout_s=timeout_s,
         caller=caller,
     )
     chunks = synthesizer.stream(request, door)

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from speech.v1 import stt_pb2
 from speech_http.aliases import STT_ALIASES, stt_model
+from speech_http.deadlines import TimeRemaining
 from speech_http.errors import HttpError
 from speech_http.transcripts import Granularity, ResponseFormat, render, usage
 
@@ -168,7 +169,12 @@ def choose_model(core: UnaryTranscription, requested: str, *, multilingual: bool
 
 
 async def transcribe(
-    core: UnaryTranscription, form: TranscriptionForm, *, task: str, caller: str
+    core: UnaryTranscription,
+    form: TranscriptionForm,
+    *,
+    task: str,
+    caller: str,
+    time_remaining: TimeRemaining,
 ) -> Response:
     core.require_ready()
     needs_multilingual = task == "translate" or form.language.lower() not in ("", "en")
@@ -180,7 +186,7 @@ async def transcribe(
         task=task,
     )
     request = stt_pb2.TranscribeRequest(config=config, audio=form.audio)
-    response = await core.transcribe(request, caller=caller)
+    response = await core.transcribe(request, caller=caller, time_remaining=time_remaining)
     if form.stream:
         # Events start once the transcript is ready, so a refusal (bad audio, a busy
         # server) is still an HTTP status, not an event.

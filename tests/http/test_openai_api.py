@@ -400,3 +400,22 @@ async def test_kept_alive_requests_do_not_wait_for_delayed_acks(api):
         assert response.status_code == 200
         latencies.append(response.elapsed.total_seconds())
     assert sorted(latencies)[4] < 0.030, latencies
+
+
+async def test_a_deadline_header_is_the_requests_deadline(api):
+    """X-Request-Timeout gives the request a deadline, as gRPC's does: audio that cannot be
+    transcribed in 1 ms is refused (admission: 429; or expired in the queue: 504), never
+    computed late; a header that is not seconds is 400."""
+    _, _, http = api
+    audio = wav_bytes(np.random.default_rng(9).uniform(-0.1, 0.1, 16_000 * 3).astype(np.float32))
+    late = await http.post(
+        "/v1/audio/transcriptions", data={"model": "whisper-1"},
+        files={"file": ("n.wav", audio)}, headers={"x-request-timeout": "0.001"},
+    )  # fmt: skip
+    assert late.status_code in (429, 504), late.text
+    assert _error(late)["code"] in ("resource_exhausted", "deadline_exceeded")
+    bad = await http.post(
+        "/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "Hi."},
+        headers={"x-request-timeout": "soon"},
+    )  # fmt: skip
+    assert bad.status_code == 400 and _error(bad)["param"] == "x-request-timeout"
