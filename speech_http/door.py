@@ -49,9 +49,12 @@ class HttpDoor:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self._host, self._port))
-        except OSError:
+        except OSError as error:
             sock.close()
-            raise
+            raise RuntimeError(
+                f"could not bind the HTTP API's port {self._host}:{self._port} ({error}); "
+                "choose another with --http-port / server.http_port, or 0 to turn it off"
+            ) from error
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self._app,

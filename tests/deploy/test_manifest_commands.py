@@ -83,6 +83,7 @@ def test_jobs_container_starts_serves_its_health_name_and_drains(
     env |= {
         "PATH": str(ROOT / ".venv" / "bin"), "HOME": str(tmp_path), "REDIS_URL": redis_url,
         "SPEECH_SERVER__PORT": str(port), "SPEECH_SERVER__METRICS_PORT": str(metrics_port),
+        "SPEECH_SERVER__HTTP_PORT": "0",  # the HTTP API's fixed default port: off here
     }
     command = [str(ROOT / ".venv" / "bin" / container["command"][0]), *container["args"]]
     startup = container["startupProbe"]

@@ -98,6 +98,7 @@ def test_jobs_container_serves_mtls_as_configured(
         "PATH": str(ROOT / ".venv" / "bin"), "HOME": str(tmp_path), "REDIS_URL": redis_url,
         "SPEECH_SERVER__PORT": str(port), "SPEECH_SERVER__METRICS_PORT": str(metrics_port),
         "SPEECH_SERVER__HEALTH_PORT": str(health_port),
+        "SPEECH_SERVER__HTTP_PORT": "0",  # the HTTP API's fixed default port: off here
     }
     command = [str(ROOT / ".venv" / "bin" / container["command"][0]), *container["args"]]
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)

@@ -286,8 +286,8 @@ def speech_server(
 ) -> ServerProcess:
     """``speech-server`` with ``config`` (settings keys) on free loopback ports."""
     port, metrics_port = free_port(), free_port()
-    config = {**config, "server": {**config.get("server", {}), "host": LOOPBACK,
-                                   "services": list(services)}}
+    config = {**config, "server": {"http_port": 0, **config.get("server", {}), "host": LOOPBACK,
+                                   "services": list(services)}}  # HTTP API off unless asked
     path = write_config(log_dir / f"{name}.yaml", config)
     argv = [*speech_server_command(), "--config", str(path), "--port", str(port),
             "--metrics-port", str(metrics_port), "--host", LOOPBACK]
@@ -300,6 +300,7 @@ def null_server(
     """The SpeechServer hosting the null engine (see bench.null_server for the modes:
     "batched", "no-batcher", "bare")."""
     port, metrics_port = free_port(), free_port()
+    config = {**config, "server": {"http_port": 0, **config.get("server", {})}}  # gRPC only
     path = write_config(log_dir / f"{name}.yaml", config)
     argv = [*python_module("tools.bench.null_server"), "--config", str(path),
             "--port", str(port), "--metrics-port", str(metrics_port)]
