@@ -23,12 +23,18 @@ from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from speech_http.aliases import OPENAI_VOICES, STT_ALIASES, TTS_MODELS
 from speech_http.auth import authorize
 from speech_http.deadlines import time_remaining
-from speech_http.errors import HttpError, handle_error, handle_validation_error
+from speech_http.errors import (
+    HttpError,
+    handle_error,
+    handle_http_exception,
+    handle_validation_error,
+)
 from speech_http.realtime import RealtimeSession
 from speech_http.speech import SpeechBody, speak
 from speech_http.transcriptions import FORM_SCHEMA, read_form, transcribe
@@ -68,6 +74,7 @@ def build_app(hosted: Hosted) -> FastAPI:
         "/v1/audio/voices).",
     )
     app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
     app.add_exception_handler(Exception, handle_error)
     app.add_exception_handler(HttpError, handle_error)
     for error in (NotFound, Unavailable):

@@ -17,6 +17,7 @@ import grpc
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from speech_platform.errors import grpc_status_for
 
@@ -84,6 +85,17 @@ def error_response(error: BaseException) -> JSONResponse:
 
 async def handle_error(_request: Request, error: Exception) -> JSONResponse:
     return error_response(error)
+
+
+async def handle_http_exception(_request: Request, error: Exception) -> JSONResponse:
+    """Starlette's own refusals (no such route: 404, wrong method: 405) in OpenAI's shape."""
+    assert isinstance(error, StarletteHTTPException)
+    headers = dict(error.headers or {})
+    error_type = "invalid_request_error" if error.status_code < 500 else "server_error"
+    code = "unknown_url" if error.status_code == 404 else f"http_{error.status_code}"
+    return JSONResponse(
+        error_body(str(error.detail), error_type, code), error.status_code, headers=headers
+    )
 
 
 async def handle_validation_error(_request: Request, error: Exception) -> JSONResponse:

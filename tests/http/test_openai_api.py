@@ -303,8 +303,12 @@ async def test_bad_requests_are_400_with_a_message(api, clip):
     assert empty.status_code == 400 and "empty" in _error(empty)["message"]
 
 
-async def test_unknown_voice_and_model_are_404(api):
-    _, client, _ = api
+async def test_unknown_voice_model_and_route_are_404(api):
+    _, client, http = api
+    no_route = await http.get("/v1/audio/nothing")
+    assert no_route.status_code == 404 and _error(no_route)["code"] == "unknown_url"
+    wrong_method = await http.get("/v1/audio/speech")
+    assert wrong_method.status_code == 405 and _error(wrong_method)["message"]
     with pytest.raises(openai.NotFoundError) as raised:
         await client.audio.speech.create(model="tts-1", voice="nobody", input="Hello.")
     assert "nobody" in str(raised.value)
