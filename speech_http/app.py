@@ -14,6 +14,7 @@ StreamingRecognizer, tts_service.synthesizer) through ``Hosted``; nothing here c
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,13 @@ from speech_http.realtime import RealtimeSession
 from speech_http.speech import SpeechBody, speak
 from speech_http.transcriptions import FORM_SCHEMA, read_form, transcribe
 from speech_http.uploads import BodySizeLimit
-from speech_platform.errors import AuthError, NotFound, SpeechError, Unavailable
+from speech_platform.errors import (
+    BATCHER_ERRORS,
+    AuthError,
+    NotFound,
+    SpeechError,
+    Unavailable,
+)
 from speech_platform.metrics import HTTP_REQUEST_LATENCY, HTTP_REQUESTS
 from speech_platform.principals import Authenticator
 
@@ -75,10 +82,12 @@ def build_app(hosted: Hosted) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
-    app.add_exception_handler(Exception, handle_error)
-    app.add_exception_handler(HttpError, handle_error)
-    for error in (NotFound, Unavailable):
-        app.add_exception_handler(error, handle_error)
+    # Every expected failure by its class: these are answered by the exception middleware
+    # (a handler for Exception alone runs in Starlette's outermost middleware, which logs
+    # the failure as a crash and raises it on after answering).
+    for expected in (HttpError, SpeechError, *BATCHER_ERRORS):
+        app.add_exception_handler(expected, handle_error)
+    app.add_exception_handler(Exception, handle_error)  # anything else: 500, logged
     _add_routes(app, hosted)
     app.add_middleware(BodySizeLimit, limit_bytes=hosted.max_upload_bytes)
     app.add_middleware(RequestMetrics)
@@ -198,7 +207,8 @@ def _add_routes(app: FastAPI, hosted: Hosted) -> None:
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:
         """Prometheus metrics of this process (the same registry as the metrics port)."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        text = await asyncio.to_thread(generate_latest)  # every family: off the loop
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -65,6 +65,15 @@ class PermissionDenied(AuthError):
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
+#: The batcher's own failures of a request, which ``grpc_status_for`` maps too.
+BATCHER_ERRORS: tuple[type[Exception], ...] = (
+    QueueFull,
+    DeadlineExpired,
+    BatcherClosed,
+    RequestCancelled,
+)
+
+
 def grpc_status_for(error: BaseException) -> tuple[grpc.StatusCode, str, float | None]:
     """(code, message, retry-after seconds or None) for any failure of a request."""
     if isinstance(error, ResourceExhausted):

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import wave
 
 import av
@@ -423,3 +424,15 @@ async def test_a_deadline_header_is_the_requests_deadline(api):
         headers={"x-request-timeout": "soon"},
     )  # fmt: skip
     assert bad.status_code == 400 and _error(bad)["param"] == "x-request-timeout"
+
+
+async def test_refusals_are_answered_not_logged_as_crashes(api, caplog):
+    """A refused request is an answer: nothing reaches the log as an unhandled error."""
+    _, _, http = api
+    with caplog.at_level(logging.ERROR):
+        response = await http.post(
+            "/v1/audio/transcriptions", data={"model": "whisper-1"},
+            files={"file": ("a.wav", b"not audio")},
+        )  # fmt: skip
+    assert response.status_code == 400
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
