@@ -121,25 +121,23 @@ def _add_routes(app: FastAPI, hosted: Hosted) -> None:
             raise Unavailable("text-to-speech voices are still loading; retry shortly")
         return hosted.tts
 
-    @app.post("/v1/audio/transcriptions", openapi_extra=FORM_SCHEMA, tags=["audio"])
-    async def transcriptions(request: Request, who: Caller) -> Response:
-        """Transcribes an uploaded recording (OpenAI's createTranscription)."""
+    async def uploaded(request: Request, who: str, task: str) -> Response:
         service = stt()
         remaining = time_remaining(request.headers)
         form = await read_form(request)
         return await transcribe(
-            service.unary, form, task="transcribe", caller=who, time_remaining=remaining
+            service.unary, form, task=task, caller=who, time_remaining=remaining
         )
+
+    @app.post("/v1/audio/transcriptions", openapi_extra=FORM_SCHEMA, tags=["audio"])
+    async def transcriptions(request: Request, who: Caller) -> Response:
+        """Transcribes an uploaded recording (OpenAI's createTranscription)."""
+        return await uploaded(request, who, "transcribe")
 
     @app.post("/v1/audio/translations", openapi_extra=FORM_SCHEMA, tags=["audio"])
     async def translations(request: Request, who: Caller) -> Response:
         """Translates speech in any language into English text (multilingual model)."""
-        service = stt()
-        remaining = time_remaining(request.headers)
-        form = await read_form(request)
-        return await transcribe(
-            service.unary, form, task="translate", caller=who, time_remaining=remaining
-        )
+        return await uploaded(request, who, "translate")
 
     @app.post("/v1/audio/speech", tags=["audio"], response_class=Response)
     async def speech(request: Request, body: SpeechBody, who: Caller) -> Response:
