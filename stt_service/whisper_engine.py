@@ -367,7 +367,7 @@ class WhisperEngine:
         limit = item.options.alternatives
         if limit <= 0 or attempt.silent:
             return ()
-        tokenizer = self._tokenizer(language)
+        tokenizer = self._tokenizer(language, item.options.task)
         duration = len(item.samples) / SAMPLE_RATE
 
         def text_of(tokens: list[int]) -> str:
