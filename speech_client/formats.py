@@ -1,11 +1,8 @@
 """How ``speechctl transcribe`` prints a transcript: one function per ``--format``.
 
-``text`` and ``json`` live here. Subtitles (``srt``, ``vtt``) come from the platform's subtitle
-helpers (pure functions over cues); wiring them is one call per format, and ``--format srt``
-then appears in the command without further change::
-
-    register_format("srt", lambda r: to_srt(Cue(*cue) for cue in timed_segments(r)))
-    register_format("vtt", lambda r: to_vtt(Cue(*cue) for cue in timed_segments(r)))
+``text`` and ``json`` live here; subtitles (``srt``, ``vtt``) are one cue per segment,
+formatted by speech_client.subtitles (the same functions the server's HTTP API answers
+``response_format=srt|vtt`` with).
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ from collections.abc import Callable
 from google.protobuf import json_format
 
 from speech.v1 import stt_pb2
+from speech_client.subtitles import Cue, to_srt, to_vtt
 
 TranscriptFormatter = Callable[[stt_pb2.TranscribeResponse], str]
 
@@ -33,7 +31,20 @@ def timed_segments(response: stt_pb2.TranscribeResponse) -> list[tuple[float, fl
     return [(s.start_seconds, s.end_seconds, s.text) for s in response.segments]
 
 
-FORMATTERS: dict[str, TranscriptFormatter] = {"text": as_text, "json": as_json}
+def as_srt(response: stt_pb2.TranscribeResponse) -> str:
+    return to_srt(Cue(*cue) for cue in timed_segments(response))
+
+
+def as_vtt(response: stt_pb2.TranscribeResponse) -> str:
+    return to_vtt(Cue(*cue) for cue in timed_segments(response))
+
+
+FORMATTERS: dict[str, TranscriptFormatter] = {
+    "text": as_text,
+    "json": as_json,
+    "srt": as_srt,
+    "vtt": as_vtt,
+}
 
 
 def register_format(name: str, formatter: TranscriptFormatter) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from speech.v1 import stt_pb2
-from speech_platform.subtitles import Cue, to_srt, to_vtt
+from speech_client.subtitles import Cue, to_srt, to_vtt
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 Granularity = Literal["word", "segment"]

@@ -47,6 +47,15 @@ def test_transcribe_prints_text_and_json(client_server: ServerProcess, clip: Cli
     assert "amiable" in words
     assert 5.0 < result["audio_duration_seconds"] < 7.0
 
+    for subtitle, first_line, separator in (("srt", "1", ","), ("vtt", "WEBVTT", ".")):
+        cues = speechctl(client_server, "transcribe", "--format", subtitle, str(clip.path))
+        assert cues.returncode == 0, cues.stderr
+        lines = cues.stdout.splitlines()
+        assert lines[0] == first_line
+        timing = next(line for line in lines if " --> " in line)
+        assert timing.startswith(f"00:00:00{separator}"), timing
+        assert has_words(cues.stdout)
+
 
 def test_the_sdk_gives_timed_segments_for_subtitles(
     client_server: ServerProcess, clip: Clip

@@ -1,8 +1,8 @@
-"""SRT and WebVTT from transcript segments (speech_platform.subtitles)."""
+"""SRT and WebVTT from transcript segments (speech_client.subtitles)."""
 
 from __future__ import annotations
 
-from speech_platform.subtitles import Cue, timestamp, to_srt, to_vtt
+from speech_client.subtitles import Cue, timestamp, to_srt, to_vtt
 
 
 def test_timestamps_carry_hours_and_round_to_the_millisecond():

@@ -1,7 +1,8 @@
 """SubRip (SRT) and WebVTT text from timed transcript pieces.
 
-Pure functions over ``Cue`` (start, end, text), so any layer can format a transcript: the
-HTTP API's ``response_format=srt|vtt`` and, later, the command-line client.
+Pure functions over ``Cue`` (start, end, text), shared by ``speechctl --format srt|vtt``
+and the server's HTTP API (``response_format=srt|vtt``): they live in the client package,
+which depends on nothing of the server, so both can import them.
 
     >>> print(to_srt([Cue(0.0, 1.5, " Hello there."), Cue(61.25, 3723.004, "Bye")]), end="")
     1
