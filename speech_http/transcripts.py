@@ -1,6 +1,6 @@
 """A TranscribeResponse in the shapes OpenAI's ``response_format`` names.
 
-``json`` ({"text"}), ``text``, ``srt``, ``vtt`` (speech_platform.subtitles, one cue per
+``json`` ({"text"}), ``text``, ``srt``, ``vtt`` (speech_client.subtitles, one cue per
 segment) and ``verbose_json`` (language, duration, segments and, when asked for, words).
 """
 
