@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import TypeVar
+import threading
+from typing import Any, TypeVar
 
 from batcher import (
     Batcher,
@@ -48,6 +50,27 @@ def cpu_device() -> SharedDevice:
     return SharedDevice(parallelism=len(os.sched_getaffinity(0)))
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Raises the calling thread's nice value (Linux keeps one per thread, and threads it
+    starts inherit it; raising needs no privilege). Under a full CPU, a model's compute
+    threads then yield to the event loop, so a burst of arrivals is answered, refusals
+    included, while the models keep the cores busy."""
+    with contextlib.suppress(OSError):  # not Linux, or a sandbox that forbids it
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
+
+
+def _niced(factory: HandlerFactory[In, Out], nice: int) -> HandlerFactory[In, Out]:
+    """The factory, run after lowering its instance thread's priority (the model's own
+    thread pools, started while it loads, inherit it)."""
+
+    def build(index: int) -> Any:
+        lower_thread_priority(nice)
+        return factory(index)
+
+    return build
+
+
 def make_batcher(
     factory: HandlerFactory[In, Out],
     settings: BatcherSettings,
@@ -64,6 +87,8 @@ def make_batcher(
     joins the CPU's shared admission.
     """
     recording = RecordingObserver()
+    if settings.compute_nice:
+        factory = _niced(factory, settings.compute_nice)
     device = cpu_device() if on_cpu else None
     per_instance = threads if threads > 0 else cpu_device().parallelism
     batcher: Batcher[In, Out] = Batcher(

@@ -72,6 +72,11 @@ class BatcherSettings(BaseModel):
     #: With admission, also refuse what is predicted to take longer than this (ms) in all,
     #: with or without a deadline; 0 = only deadlines count.
     latency_objective_ms: float = Field(0.0, ge=0)
+    #: CPU priority (Linux nice, 0-19) of this model's compute threads. Above 0 the event
+    #: loop's thread (arrivals, refusals, health checks, stream I/O) runs first whenever it
+    #: has work, instead of waiting for a time slice among the model threads; the models
+    #: still get every cycle the loop leaves (speech_platform/batching.py).
+    compute_nice: int = Field(10, ge=0, le=19)
 
 
 class SttBatcherSettings(BatcherSettings):

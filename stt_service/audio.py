@@ -11,14 +11,11 @@ caller can act on; a truncated file is refused rather than silently transcribed 
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import io
 import logging
 import os
 import struct
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 import av
@@ -26,6 +23,7 @@ import numpy as np
 
 from speech.v1 import common_pb2
 from speech_platform.errors import InvalidArgument
+from speech_platform.workpool import FairPool
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +71,10 @@ class DecodedAudio:
 
 
 #: Decoding runs here, never on asyncio's shared executor: at most one decode per core at
-#: once (the memory budget bounds the bytes they hold; this bounds the CPU), and a burst
-#: of uploads cannot starve the other blocking work (TTS phonemizing and encoding).
-_DECODERS = ThreadPoolExecutor(
-    max_workers=max(len(os.sched_getaffinity(0)), 1), thread_name_prefix="audio-decode"
-)
+#: once (the memory budget bounds the bytes they hold; this bounds the CPU), a burst of
+#: uploads cannot starve the other blocking work (TTS phonemizing and encoding), and callers
+#: take turns, so one caller's uploads never queue another's behind them.
+_DECODERS = FairPool(workers=max(len(os.sched_getaffinity(0)), 1), name="audio-decode")
 
 
 async def decode_audio_async(
@@ -88,19 +85,19 @@ async def decode_audio_async(
     audio_channel_count: int = 0,
     max_seconds: float | None = None,
     keep_channels: bool = False,
+    caller: Hashable | None = None,
 ) -> DecodedAudio:
-    """``decode_audio`` in the bounded decoding pool, for the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(
-        _DECODERS,
-        functools.partial(
-            decode_audio,
-            data,
-            encoding=encoding,
-            sample_rate_hertz=sample_rate_hertz,
-            audio_channel_count=audio_channel_count,
-            max_seconds=max_seconds,
-            keep_channels=keep_channels,
-        ),
+    """``decode_audio`` in the bounded decoding pool, for the event loop; ``caller`` takes
+    its turn there with the other callers."""
+    return await _DECODERS.run(
+        caller,
+        decode_audio,
+        data,
+        encoding=encoding,
+        sample_rate_hertz=sample_rate_hertz,
+        audio_channel_count=audio_channel_count,
+        max_seconds=max_seconds,
+        keep_channels=keep_channels,
     )
 
 

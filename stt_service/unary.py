@@ -109,6 +109,7 @@ class UnaryTranscription:
                         audio_channel_count=config.audio_channel_count,
                         max_seconds=self.settings.max_audio_seconds,
                         keep_channels=resolved.separate_channels,
+                        caller=caller,
                     )
                     held.resize(len(request.audio) + decoded.nbytes)
                     promise.release()

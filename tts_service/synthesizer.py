@@ -22,6 +22,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import astuple, dataclass, field, replace
@@ -35,6 +36,7 @@ from speech_platform.cache import CacheDoor, cache_key
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
 from speech_platform.metrics import TTS_TIME_TO_FIRST_AUDIO
+from speech_platform.workpool import FairPool
 from tts_service import ssml
 from tts_service.alignment import AlignedText
 from tts_service.audio_encoding import (
@@ -160,6 +162,9 @@ class Synthesizer:
     ) -> None:
         self.settings = settings
         self.memory = memory or MemoryBudget()
+        #: Normalising long texts and phonemizing run here, callers taking turns (a flood
+        #: of long texts never queues another caller's sentence behind all of it).
+        self.prep = FairPool(workers=max(len(os.sched_getaffinity(0)), 1), name="tts-prep")
         self.engines = {engine.name: engine for engine in engines}
         self.catalog = VoiceCatalog([])
         self.router = Router(self.catalog, {})
@@ -175,6 +180,7 @@ class Synthesizer:
 
     async def stop(self, grace_s: float | None = None) -> None:
         await asyncio.gather(*(engine.stop(grace_s) for engine in self.engines.values()))
+        self.prep.close()
 
     def list_voices(self, language_code: str = "", engine: str = "") -> list[Voice]:
         wanted = engine.strip().lower()
@@ -474,7 +480,7 @@ class Synthesizer:
         if len(text) <= INLINE_TEXT_CHARS:
             spoken = _split(request)
         else:
-            spoken = await asyncio.to_thread(_split, request)
+            spoken = await self.prep.run(request.caller, _split, request)
         normalized = spoken.aligned.text
         sentences = spoken.sentences
         seconds = check_text_limits(normalized, len(sentences), speaking_rate, self.settings)
@@ -527,7 +533,7 @@ class Synthesizer:
                     log.debug("sentence dropped: nothing to say", extra={"voice": voice.name})
             return items
 
-        items = await asyncio.to_thread(prepare_all)
+        items = await self.prep.run(plan.request.caller, prepare_all)
         for item in items:
             engine.observe_prepared(len(item.sentence), item.cost)
         if not items:
