@@ -10,6 +10,7 @@ from batcher.core import Batcher, BatchFunction, HandlerFactory, Reservation
 from batcher.errors import (
     BatcherClosed,
     BatcherError,
+    CallerOverloaded,
     DeadlineExpired,
     Overloaded,
     QueueFull,
@@ -26,6 +27,7 @@ __all__ = [
     "Batcher",
     "BatcherClosed",
     "BatcherError",
+    "CallerOverloaded",
     "DeadlineExpired",
     "FanOutObserver",
     "HandlerFactory",

@@ -61,7 +61,14 @@ from typing import Any, Generic, TypeVar
 
 from batcher.adaptive import AdaptiveDelay
 from batcher.admission import ServiceRate, SharedDevice, estimated_finish_s, shared_finish_s
-from batcher.errors import BatcherClosed, DeadlineExpired, Overloaded, QueueFull, RequestCancelled
+from batcher.errors import (
+    BatcherClosed,
+    CallerOverloaded,
+    DeadlineExpired,
+    Overloaded,
+    QueueFull,
+    RequestCancelled,
+)
 from batcher.observer import BatchObserver, RecordingObserver
 from batcher.policy import BatchPolicy
 
@@ -141,8 +148,9 @@ class Batcher(Generic[In, Out]):
         #: Per caller: the virtual time its queued work would be served by (fair queuing).
         self._caller_clock: dict[Hashable, float] = {}
         self._callers_seen = False
-        #: Per caller: the cost it has waiting (for the queue-share metric).
+        #: Per caller: the cost it has waiting (for the queue-share metric) and how many.
         self._caller_queued: dict[Hashable, float] = {}
+        self._caller_count: dict[Hashable, int] = {}
         self._seq = itertools.count()
         self._instances: list[_Instance[In, Out]] = []
         self._idle: deque[_Instance[In, Out]] = deque()
@@ -258,13 +266,7 @@ class Batcher(Generic[In, Out]):
         if timeout_s is not None and timeout_s <= 0:
             self.observer.rejected("deadline")
             raise DeadlineExpired(f"{self.policy.name}: deadline already passed on arrival")
-        if self._pending >= self.policy.max_queue_size:
-            self.observer.rejected("queue_full")
-            raise QueueFull(
-                f"{self.policy.name}: {self._pending} requests already waiting "
-                f"(max_queue_size={self.policy.max_queue_size})",
-                self.policy.retry_after_s,
-            )
+        self.check_room(1, caller)
         self._admit(float(cost), int(priority), timeout_s, caller)
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -286,6 +288,7 @@ class Batcher(Generic[In, Out]):
         self._pending_cost += request.cost
         if caller is not None:
             self._caller_queued[caller] = self._caller_queued.get(caller, 0.0) + request.cost
+            self._caller_count[caller] = self._caller_count.get(caller, 0) + 1
         self.observer.pending_changed(self._pending)
         if self._adaptive is not None:
             self._adaptive.observe_arrival(now)
@@ -337,6 +340,29 @@ class Batcher(Generic[In, Out]):
         self._promised[caller] = self._promised.get(caller, 0.0) + float(cost)
         return Reservation(self, float(cost), caller)
 
+    def check_room(self, items: int, caller: Hashable | None = None) -> None:
+        """Raises QueueFull when ``items`` more would pass max_queue_size, CallerOverloaded
+        when they would pass the caller's own share of it."""
+        policy = self.policy
+        if self._pending + items > policy.max_queue_size:
+            self.observer.rejected("queue_full")
+            more = "" if items == 1 else f"no room for {items} more: "
+            raise QueueFull(
+                f"{policy.name}: {more}{self._pending} requests already waiting "
+                f"(max_queue_size={policy.max_queue_size})",
+                policy.retry_after_s,
+            )
+        if caller is not None and policy.max_caller_queue_share < 1:
+            held = self._caller_count.get(caller, 0)
+            if held + items > policy.max_caller_queue:
+                self.observer.rejected("caller_share")
+                raise CallerOverloaded(
+                    f"{policy.name}: this caller already has {held} requests waiting, the most "
+                    f"one caller may hold ({policy.max_caller_queue_share:g} of the queue, "
+                    "max_caller_queue_share); other callers are still served",
+                    policy.retry_after_s,
+                )
+
     def queue_share(self) -> tuple[int, float]:
         """(callers with work waiting, the largest one's share of the waiting cost): how
         far one caller dominates the queue (fair queuing keeps its effect on others small)."""
@@ -346,13 +372,16 @@ class Batcher(Generic[In, Out]):
         return len(self._caller_queued), max(self._caller_queued.values()) / total
 
     def _unqueue_caller(self, request: _Request[In, Out]) -> None:
-        if request.caller is None:
+        caller = request.caller
+        if caller is None:
             return
-        left = self._caller_queued.get(request.caller, 0.0) - request.cost
-        if left <= 1e-9:
-            self._caller_queued.pop(request.caller, None)
-        else:
-            self._caller_queued[request.caller] = left
+        count = self._caller_count.get(caller, 0) - 1
+        if count <= 0:
+            self._caller_count.pop(caller, None)
+            self._caller_queued.pop(caller, None)
+            return
+        self._caller_count[caller] = count
+        self._caller_queued[caller] = max(self._caller_queued.get(caller, 0.0) - request.cost, 0.0)
 
     def _release(self, cost: float, caller: Hashable | None) -> None:
         self._promised_cost = max(self._promised_cost - cost, 0.0)
@@ -363,7 +392,12 @@ class Batcher(Generic[In, Out]):
             self._promised[caller] = left
 
     def estimated_finish_s(
-        self, cost: float = 1.0, priority: int = 0, caller: Hashable | None = None
+        self,
+        cost: float = 1.0,
+        priority: int = 0,
+        caller: Hashable | None = None,
+        *,
+        without_own: bool = False,
     ) -> float | None:
         """When a request submitted now should be done, in seconds; None until a batch has
         finished (nothing learnt yet). With ``caller``, only the work fair queuing puts
@@ -371,7 +405,7 @@ class Batcher(Generic[In, Out]):
         per_cost = self._rate.seconds_per_cost
         if per_cost is None:
             return None
-        ahead = self._ahead_cost(priority, caller)
+        ahead = self._ahead_cost(priority, caller, without_own=without_own)
         if self.device is None:
             return estimated_finish_s(
                 per_cost,
@@ -390,8 +424,11 @@ class Batcher(Generic[In, Out]):
             own_threads=threads,
         )
 
-    def _ahead_cost(self, priority: int, caller: Hashable | None) -> float:
-        """Queued and promised cost that would be served before a request arriving now."""
+    def _ahead_cost(
+        self, priority: int, caller: Hashable | None, *, without_own: bool = False
+    ) -> float:
+        """Queued and promised cost that would be served before a request arriving now
+        (``without_own``: leaving out the caller's own, to tell whose backlog it is)."""
         if caller is None or not self._callers_seen:
             if all(level >= priority for level, queue in self._queues.items() if queue):
                 return self._pending_cost + self._promised_cost
@@ -406,13 +443,14 @@ class Batcher(Generic[In, Out]):
             for level, queue in self._queues.items()
             if level >= priority
             for r in queue
-            if r.fair_at <= start
+            if r.fair_at <= start and not (without_own and r.caller == caller)
         )
         # Promised work joins the queue at its caller's clock: ahead only if that is earlier.
         promised = sum(
             c
             for who, c in self._promised.items()
-            if who is None or who == caller or self._caller_clock.get(who, now) <= start
+            if (who is None or who == caller or self._caller_clock.get(who, now) <= start)
+            and not (without_own and who == caller)
         )
         return queued + promised
 
@@ -444,11 +482,19 @@ class Batcher(Generic[In, Out]):
             return
         self.observer.rejected("admission")
         bound = "deadline" if timeout_s is not None and limit == timeout_s else "latency objective"
-        raise Overloaded(
+        message = (
             f"{policy.name}: estimated to finish in {finish:.1f} s, after its {bound} "
-            f"({limit:.1f} s); retry later or on another replica",
-            retry_after_s=min(max(finish - limit, 0.1), 60.0),
+            f"({limit:.1f} s)"
         )
+        retry = min(max(finish - limit, 0.1), 60.0)
+        if caller is not None:
+            alone = self.estimated_finish_s(cost, priority, caller, without_own=True)
+            if alone is not None and alone <= limit:
+                raise CallerOverloaded(
+                    message + ", behind this caller's own waiting work; retry once it is done",
+                    retry_after_s=retry,
+                )
+        raise Overloaded(message + "; retry later or on another replica", retry_after_s=retry)
 
     # ------------------------------------------------------------------ internals
 

@@ -19,6 +19,12 @@ class Overloaded(QueueFull):
     """Admission control predicted the request would not finish in time; not accepted."""
 
 
+class CallerOverloaded(Overloaded):
+    """Refused for the caller's own waiting work (its share of the queue is used up, or its
+    own backlog is what would make it late): other callers are still served, so sending
+    it elsewhere on this server (another engine) would only spread the flood."""
+
+
 class DeadlineExpired(BatcherError):
     """The request's deadline passed while it waited; it was never computed."""
 

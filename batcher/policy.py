@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -41,6 +42,9 @@ class BatchPolicy:
     #: With admission, also refuse what is predicted to take longer than this in all
     #: (queue plus compute), deadline or not; 0 = only deadlines count.
     latency_objective_s: float = 0.0
+    #: The share of ``max_queue_size`` one caller may hold waiting (CallerOverloaded past
+    #: it), so that a flood cannot fill the queue for everyone; 1 = no cap of its own.
+    max_caller_queue_share: float = 1.0
     name: str = field(default="batcher", compare=False)
 
     def __post_init__(self) -> None:
@@ -54,8 +58,15 @@ class BatchPolicy:
             raise ValueError("preferred batch sizes must lie in 1..max_batch_size")
         if self.latency_objective_s < 0:
             raise ValueError("latency_objective_s cannot be negative")
+        if not 0 < self.max_caller_queue_share <= 1:
+            raise ValueError("max_caller_queue_share must lie in (0, 1]")
         if self.priority_aging_s <= 0:
             raise ValueError("priority_aging_s must be > 0")
+
+    @property
+    def max_caller_queue(self) -> int:
+        """Requests one caller may have waiting."""
+        return max(1, math.ceil(self.max_queue_size * self.max_caller_queue_share))
 
     @property
     def dispatch_size(self) -> int:

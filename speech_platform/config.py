@@ -77,6 +77,10 @@ class BatcherSettings(BaseModel):
     #: has work, instead of waiting for a time slice among the model threads; the models
     #: still get every cycle the loop leaves (speech_platform/batching.py).
     compute_nice: int = Field(10, ge=0, le=19)
+    #: The share of max_queue_size one caller (principal, or peer host without auth) may
+    #: hold waiting; past it that caller alone is refused (RESOURCE_EXHAUSTED, and TTS
+    #: does not spill it onto the other engine), so a flood never fills the queue for all.
+    max_caller_queue_share: float = Field(0.5, gt=0, le=1)
 
 
 class SttBatcherSettings(BatcherSettings):

@@ -201,10 +201,10 @@ class Engine(abc.ABC, Generic[Prepared]):
             caller=caller,
         )
 
-    def has_room_for(self, items: int) -> bool:
-        """False when ``items`` more would overflow the queue (the engine is overloaded)."""
-        batcher = self._require_batcher()
-        return batcher.pending + items <= batcher.policy.max_queue_size
+    def check_room(self, items: int, caller: str | None = None) -> None:
+        """Raises QueueFull when ``items`` more would overflow the queue (the engine is
+        overloaded), CallerOverloaded when they would pass ``caller``'s share of it."""
+        self._require_batcher().check_room(items, caller)
 
     async def render(
         self,

@@ -29,7 +29,7 @@ from dataclasses import astuple, dataclass, field, replace
 
 import numpy as np
 
-from batcher import QueueFull
+from batcher import CallerOverloaded, QueueFull
 from speech_platform import priority
 from speech_platform.budget import MemoryBudget
 from speech_platform.cache import CacheDoor, cache_key
@@ -200,7 +200,7 @@ class Synthesizer:
                     return await self._attempt(plan, door)
                 except (QueueFull, EngineError) as error:
                     reason = OVERLOADED if isinstance(error, QueueFull) else ENGINE_ERROR
-                    if not plan.switch_to_fallback(reason):
+                    if _own_excess(error) or not plan.switch_to_fallback(reason):
                         raise
 
     async def _attempt(self, plan: _Plan, door: CacheDoor[SynthesisResult]) -> SynthesisResult:
@@ -303,7 +303,7 @@ class Synthesizer:
                 return
             except (QueueFull, EngineError) as error:
                 reason = OVERLOADED if isinstance(error, QueueFull) else ENGINE_ERROR
-                if started or not plan.switch_to_fallback(reason):
+                if started or _own_excess(error) or not plan.switch_to_fallback(reason):
                     raise
 
     async def _render_stream(
@@ -446,8 +446,8 @@ class Synthesizer:
             try:
                 items, tasks = await self._prepare_and_submit(engine, plan)
                 return _Queued(plan, segment, items, tasks)
-            except QueueFull:
-                if not first or not plan.switch_to_fallback(OVERLOADED):
+            except QueueFull as error:
+                if not first or _own_excess(error) or not plan.switch_to_fallback(OVERLOADED):
                     raise
 
     # ------------------------------------------------------------------ shared steps
@@ -556,8 +556,8 @@ class Synthesizer:
                     caller=request.caller,
                 ):
                     return
-            except QueueFull:
-                if index == len(voices) - 1:
+            except QueueFull as error:
+                if index == len(voices) - 1 or _own_excess(error):
                     raise
 
     async def _prepare_and_submit(
@@ -582,10 +582,7 @@ class Synthesizer:
         self, engine: Engine[PreparedItem], plan: _Plan, items: list[PreparedItem]
     ) -> list[asyncio.Task[RenderedSentence]]:
         """Queues every item; raises QueueFull (with nothing left queued) if they do not fit."""
-        if not engine.has_room_for(len(items)):
-            raise QueueFull(
-                f"{engine.name}: no room for {len(items)} more sentences", retry_after_s=1.0
-            )
+        engine.check_room(len(items), plan.request.caller)
         level = plan.request.priority * SENTENCE_LEVELS + SENTENCE_LEVELS - 1
         tasks = [
             asyncio.ensure_future(
@@ -668,6 +665,12 @@ class _Spoken:
     sentences: list[str]
     styles: list[SentenceStyle]
     marks: tuple[tuple[str, int], ...]
+
+
+def _own_excess(error: BaseException) -> bool:
+    """A refusal for the caller's own waiting work: the other engine is not tried (it
+    would only spread one caller's flood over both)."""
+    return isinstance(error, CallerOverloaded)
 
 
 def _split(request: SynthesisRequest) -> _Spoken:

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from batcher import Batcher, BatchPolicy, Overloaded, SharedDevice
+from batcher import Batcher, BatchPolicy, CallerOverloaded, Overloaded, SharedDevice
 
 POLICY = BatchPolicy(max_batch_size=1, max_queue_delay_s=0)
 
@@ -123,3 +123,51 @@ def test_contention_never_speeds_a_batch_up():
     cpu = SharedDevice(parallelism=4, clock=lambda: next(times))
     mark = cpu.enter(1.0)  # one thread on four cores: as fast as alone, not 4x faster
     assert cpu.contention_since(mark) == 1.0
+
+
+async def test_one_caller_may_hold_only_its_share_of_the_queue():
+    engine = Gated()
+    policy = BatchPolicy(
+        max_batch_size=1, max_queue_delay_s=0, max_queue_size=8, max_caller_queue_share=0.5
+    )
+    batcher: Batcher[int, int] = Batcher(engine.factory, policy)
+    await batcher.start()
+    busy = asyncio.ensure_future(batcher.submit(0, caller="flood"))
+    async with asyncio.timeout(10):
+        while batcher.running < 1:  # noqa: ASYNC110 - the batcher has no event for this
+            await asyncio.sleep(0)
+    flood = [asyncio.ensure_future(batcher.submit(k, caller="flood")) for k in range(1, 5)]
+    await asyncio.sleep(0)
+    with pytest.raises(CallerOverloaded, match="max_caller_queue_share"):
+        await batcher.submit(5, caller="flood")  # its fifth waiting: over 0.5 of 8
+    polite = asyncio.ensure_future(batcher.submit(6, caller="polite"))  # room for others
+    await asyncio.sleep(0)
+    assert batcher.pending == 5
+    engine.gate.set()
+    await asyncio.gather(busy, *flood, polite)
+    await batcher.close()
+    assert 5 not in engine.computed and 6 in engine.computed
+
+
+async def test_a_refusal_caused_by_the_callers_own_backlog_says_so():
+    engine = Gated()
+    batcher = await _seeded(engine)
+    busy = asyncio.ensure_future(batcher.submit(0, caller="flood"))
+    async with asyncio.timeout(10):
+        while batcher.running < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+    flood = [asyncio.ensure_future(batcher.submit(k, caller="flood")) for k in range(1, 6)]
+    await asyncio.sleep(0)
+    # The flood's sixth is late because of the flood's own five ahead of it...
+    with pytest.raises(CallerOverloaded, match="this caller's own waiting work"):
+        await batcher.submit(9, caller="flood", timeout_s=3.0)
+    # ...while another caller, ahead of all but one of them, is admitted.
+    polite = asyncio.ensure_future(batcher.submit(8, caller="polite", timeout_s=3.0))
+    await asyncio.sleep(0)
+    # Without a caller the same request is late because of everyone's work: plain Overloaded.
+    with pytest.raises(Overloaded) as anonymous:
+        await batcher.submit(7, timeout_s=3.0)
+    assert not isinstance(anonymous.value, CallerOverloaded)
+    engine.gate.set()
+    await asyncio.gather(busy, *flood, polite)
+    await batcher.close()

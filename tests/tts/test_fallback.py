@@ -37,6 +37,11 @@ async def server(tmp_path_factory):
     settings.tts.kokoro_instances = 1
     settings.tts.piper_batcher.max_queue_size = PIPER_QUEUE
     settings.tts.piper_instances = 2
+    # Every request here comes from one caller: let it fill the whole queue, so that what
+    # is tested is an engine full for everyone (a caller over its own share is refused
+    # without spilling over: tests/batcher/test_shared_admission.py).
+    settings.tts.kokoro_batcher.max_caller_queue_share = 1.0
+    settings.tts.piper_batcher.max_caller_queue_share = 1.0
     async with running_server(settings) as running:
         yield running
 
@@ -104,7 +109,7 @@ async def test_overload_with_nowhere_to_go_is_resource_exhausted(server, tts, di
             timeout=60,
         )
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "no room for 4 more sentences" in caught.value.details()
+    assert "no room for 4 more" in caught.value.details()
     metadata = dict(caught.value.trailing_metadata() or ())
     assert "retry-after-ms" in metadata
     tried_piper = 0 if disable_fallback else 1
