@@ -147,6 +147,11 @@ class Batcher(Generic[In, Out]):
         self._rate = ServiceRate()
         #: Per caller: the virtual time its queued work would be served by (fair queuing).
         self._caller_clock: dict[Hashable, float] = {}
+        #: The system's virtual time: the fair start of the latest request dispatched
+        #: (start-time fair queuing). A new request's fair start is never before it, so a
+        #: caller is owed nothing for the time it had no work, and a rate estimate that is
+        #: off shifts every caller alike instead of letting a backlog fall "overdue".
+        self._vtime = 0.0
         self._callers_seen = False
         #: Per caller: the cost it has waiting (for the queue-share metric) and how many.
         self._caller_queued: dict[Hashable, float] = {}
@@ -436,7 +441,7 @@ class Batcher(Generic[In, Out]):
                 r.cost for level, queue in self._queues.items() if level >= priority for r in queue
             )
             return queued + self._promised_cost
-        now = self._loop.time() if self._loop is not None else 0.0
+        now = self._vtime
         start = max(now, self._caller_clock.get(caller, now))
         queued = sum(
             r.cost
@@ -455,17 +460,18 @@ class Batcher(Generic[In, Out]):
         return queued + promised
 
     def _fair_start(self, caller: Hashable | None, cost: float, now: float) -> float:
-        """The caller's virtual clock: when this request would start with an equal share
-        (Zhang's virtual clock); the clock then moves on by the request's compute."""
+        """The request's fair start in virtual time (start-time fair queuing): its caller's
+        clock, or the system's virtual time if that is later; the clock then moves on by
+        the request's compute. Without a caller, the current virtual time."""
         if caller is None:
-            return now
+            return self._vtime
         self._callers_seen = True
-        start = max(now, self._caller_clock.get(caller, now))
-        per_cost = self._rate.seconds_per_cost or 0.0
+        start = max(self._vtime, self._caller_clock.get(caller, self._vtime))
+        per_cost = self._rate.seconds_per_cost or 1.0
         self._caller_clock[caller] = start + per_cost * cost / self.instance_count
         if len(self._caller_clock) > 4 * self.policy.max_queue_size:
             # Forget callers whose clocks have run out (no unbounded growth).
-            self._caller_clock = {c: t for c, t in self._caller_clock.items() if t > now}
+            self._caller_clock = {c: t for c, t in self._caller_clock.items() if t > self._vtime}
         return start
 
     def _admit(
@@ -587,17 +593,21 @@ class Batcher(Generic[In, Out]):
         if len(levels) == 1 and not self._callers_seen:
             return iter(list(levels[0]))
         aging = self.policy.priority_aging_s
-        # The level a request has reached (its priority plus a level per priority_aging_s
-        # waited past its fair start: a flood's requests, whose fair starts lie ahead, do
-        # not age past other callers' new ones), then its fair start, then arrival.
+        vtime = self._vtime
+
+        def level(r: _Request[In, Out]) -> int:
+            # A request whose fair turn has come (its fair start reached by virtual time)
+            # gains a level per priority_aging_s waited; one whose turn lies ahead (a
+            # flood's backlog) does not, so it never ages past other callers' new ones.
+            if r.fair_at > vtime:
+                return r.priority
+            return math.floor(r.priority + max(now - r.enqueued_at, 0.0) / aging + 1e-9)
+
+        # The level reached, then the fair start, then arrival.
         return iter(
             sorted(
                 itertools.chain.from_iterable(levels),
-                key=lambda r: (
-                    -math.floor(r.priority + max(now - r.fair_at, 0.0) / aging + 1e-9),
-                    r.fair_at,
-                    r.seq,
-                ),
+                key=lambda r: (-level(r), r.fair_at, r.seq),
             )
         )
 
@@ -633,6 +643,7 @@ class Batcher(Generic[In, Out]):
         for request in batch:
             self._queues[request.priority].remove(request)
             self._unqueue_caller(request)
+            self._vtime = max(self._vtime, request.fair_at)
             request.state = _RUNNING
             if request.timer is not None:
                 request.timer.cancel()

@@ -93,8 +93,8 @@ async def test_the_queue_share_shows_how_far_one_caller_dominates_the_queue():
 
 
 async def test_a_flood_that_has_waited_does_not_age_past_a_new_caller():
-    """Aging counts from a request's fair start: the flood's backlog, whose fair starts lie
-    in its own future, gains no level over a polite caller who just arrived."""
+    """Only a request whose fair turn has come ages: the flood's backlog, whose fair starts
+    lie ahead in virtual time, gains no level over a polite caller who just arrived."""
     gate, order = threading.Event(), list[str]()
     policy = BatchPolicy(max_batch_size=1, max_queue_delay_s=0, priority_aging_s=1.0)
     batcher: Batcher[str, str] = Batcher(_engine(gate, order), policy)
@@ -115,8 +115,8 @@ async def test_a_flood_that_has_waited_does_not_age_past_a_new_caller():
     assert batcher._ahead_cost(0, None) == pytest.approx(5.0)
     polite = asyncio.ensure_future(batcher.submit("polite", caller="polite"))
     await asyncio.sleep(0)
-    # Waiting 3 s aged none of the flood: their fair starts (now, now+1 s, ...) have not
-    # passed, so the polite caller comes second, not sixth.
+    # Waiting 3 s aged f0 alone (its turn had come); the rest of the flood's turns lie
+    # ahead, so the polite caller comes second, not sixth.
     assert [r.item for r in batcher._in_order(now)] == ["f0", "polite", "f1", "f2", "f3", "f4"]
     gate.set()
     await asyncio.gather(first, *flood, polite)

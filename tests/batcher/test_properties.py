@@ -299,11 +299,10 @@ def test_priority_aging_lets_a_long_waiting_low_priority_request_go_first() -> N
         # white-box: pretend the low one has waited 3 s (3 levels of aging) - its effective
         # priority 0 + 3 beats 2 + (almost nothing)
         now = asyncio.get_running_loop().time()
-        # (aging counts from its fair start, which is its arrival when there are no callers)
         queued = batcher._queues[0][0]
-        queued.enqueued_at = queued.fair_at = now - 3.0
+        queued.enqueued_at = now - 3.0
         assert [r.item for r in batcher._in_order(now)] == [1, 2, 3]
-        queued.enqueued_at = queued.fair_at = now  # without the wait, high priority goes first
+        queued.enqueued_at = now  # without the wait, high priority goes first
         assert [r.item for r in batcher._in_order(now)] == [2, 3, 1]
         engine.gate.set()
         await asyncio.gather(low, *highs)

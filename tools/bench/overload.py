@@ -196,7 +196,19 @@ async def _polite(address: str, seconds: float) -> list[tuple[str, float]]:
     return outcomes
 
 
-async def _flood(address: str, flooders: int, seconds: float) -> dict[str, Any]:
+def _retry_delay(error: grpc.aio.AioRpcError, hostile: bool) -> float:
+    """How long a flooder waits after a refusal: the server's retry-after-ms (a greedy but
+    well-behaved client, as SDKs do), or 0.2 s whatever it says (``hostile``)."""
+    if hostile:
+        return 0.2
+    trailing = dict(error.trailing_metadata() or ())
+    value = trailing.get("retry-after-ms")
+    return int(value) / 1000.0 if isinstance(value, str) and value.isdigit() else 1.0
+
+
+async def _flood(
+    address: str, flooders: int, seconds: float, hostile: bool = False
+) -> dict[str, Any]:
     body = tts_pb2.SynthesizeRequest(text=FLOOD_TEXT, skip_cache=True).SerializeToString()
     metadata = (("authorization", f"Bearer {TOKENS['flooder']}"),)
     codes: Counter[str] = Counter()
@@ -212,7 +224,7 @@ async def _flood(address: str, flooders: int, seconds: float) -> dict[str, Any]:
                 except grpc.aio.AioRpcError as error:
                     codes[error.code().name] += 1
                     if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                        await asyncio.sleep(0.2)  # a hostile client, but not a busy loop
+                        await asyncio.sleep(_retry_delay(error, hostile))  # the workload
 
         async def flood_and_polite() -> list[tuple[str, float]]:
             await asyncio.sleep(5.0)  # let the flood fill the queues first (workload shape)
@@ -224,18 +236,19 @@ async def _flood(address: str, flooders: int, seconds: float) -> dict[str, Any]:
     return {"flooder_codes": dict(codes), "polite": _outcome_stats(polite)}
 
 
-def run_flood(flooders: int, seconds: float) -> dict[str, Any]:
+def run_flood(flooders: int, seconds: float, hostile: bool = False) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="speech-flood-"))
     config = {"server": {"auth_tokens": list(TOKENS.values())}}
     with procs.speech_server("flood", config, log_dir, services=["tts"]) as server:
         server.start()
         alone = asyncio.run(_polite(server.address, 15.0))
-        flood = asyncio.run(_flood(server.address, flooders, seconds))
+        flood = asyncio.run(_flood(server.address, flooders, seconds, hostile))
         peak = server.record_peak_rss()
     unloaded = _outcome_stats(alone)["served_s"]
     loaded = flood["polite"]["served_s"]
     return {
         "flooders": flooders,
+        "flooder_retries": "every 0.2 s" if hostile else "after the server's retry delay",
         "flood_text_chars": len(FLOOD_TEXT),
         "polite_alone": _outcome_stats(alone),
         **flood,
@@ -254,6 +267,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capacity-s", type=float, default=15.0)
     parser.add_argument("--flooders", type=int, default=200)
     parser.add_argument("--flood-s", type=float, default=40.0)
+    parser.add_argument("--hostile", action="store_true",
+                        help="flooders retry every 0.2 s whatever the server's retry delay")
     parser.add_argument("--json", type=Path)
 
 
@@ -264,7 +279,7 @@ def command(args: argparse.Namespace) -> int:
     if args.mode in ("burst", "both"):
         report["burst"] = run(args.clients, args.deadline_s, args.capacity_s)
     if args.mode in ("flood", "both"):
-        report["flood"] = run_flood(args.flooders, args.flood_s)
+        report["flood"] = run_flood(args.flooders, args.flood_s, args.hostile)
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
