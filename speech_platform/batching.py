@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import threading
 from typing import Any, TypeVar
 
 from batcher import (
@@ -22,6 +20,7 @@ from speech_platform.metrics import (
     BATCH_TOP_CALLER_SHARE,
     PrometheusBatchObserver,
 )
+from speech_platform.workpool import lower_thread_priority
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -49,16 +48,6 @@ def cpu_device() -> SharedDevice:
     """The CPU this process may run on, shared by every engine batcher that computes there,
     so that admission in each sees the others' work (batcher.admission.SharedDevice)."""
     return SharedDevice(parallelism=len(os.sched_getaffinity(0)))
-
-
-def lower_thread_priority(nice: int) -> None:
-    """Raises the calling thread's nice value (Linux keeps one per thread, and threads it
-    starts inherit it; raising needs no privilege). Under a full CPU, a model's compute
-    threads then yield to the event loop, so a burst of arrivals is answered, refusals
-    included, while the models keep the cores busy."""
-    with contextlib.suppress(OSError):  # not Linux, or a sandbox that forbids it
-        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
 
 
 def _niced(factory: HandlerFactory[In, Out], nice: int) -> HandlerFactory[In, Out]:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import threading
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +31,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Raises the calling thread's nice value (Linux keeps one per thread, and threads it
+    starts inherit it; raising needs no privilege). Under a full CPU, a model's compute
+    threads then yield to the event loop, so a burst of arrivals is answered, refusals
+    included, while the models keep the cores busy."""
+    with contextlib.suppress(OSError):  # not Linux, or a sandbox that forbids it
+        current = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(current, nice))
+
 
 
 @dataclass(eq=False, slots=True)
@@ -40,11 +53,18 @@ class _Job:
 class FairPool:
     """``workers`` threads; jobs queue per caller and are started in turns."""
 
-    def __init__(self, workers: int, name: str) -> None:
+    def __init__(self, workers: int, name: str, nice: int = 0) -> None:
+        """``nice``: the threads' CPU priority (see ``lower_thread_priority``); work that
+        feeds the models runs at theirs, so neither starves the other and the event loop
+        stays ahead of both."""
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workers = workers
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self._executor = ThreadPoolExecutor(
+            workers,
+            thread_name_prefix=name,
+            initializer=functools.partial(lower_thread_priority, nice) if nice else None,
+        )
         self._running = 0
         #: Callers with jobs waiting.
         self._waiting: dict[Hashable | None, deque[_Job]] = {}

@@ -22,6 +22,7 @@ import av
 import numpy as np
 
 from speech.v1 import common_pb2
+from speech_platform.config import BatcherSettings
 from speech_platform.errors import InvalidArgument
 from speech_platform.workpool import FairPool
 
@@ -74,7 +75,13 @@ class DecodedAudio:
 #: once (the memory budget bounds the bytes they hold; this bounds the CPU), a burst of
 #: uploads cannot starve the other blocking work (TTS phonemizing and encoding), and callers
 #: take turns, so one caller's uploads never queue another's behind them.
-_DECODERS = FairPool(workers=max(len(os.sched_getaffinity(0)), 1), name="audio-decode")
+#: Its threads run at the models' CPU priority (batcher compute_nice's default), below the
+#: event loop's.
+_DECODERS = FairPool(
+    workers=max(len(os.sched_getaffinity(0)), 1),
+    name="audio-decode",
+    nice=BatcherSettings.model_fields["compute_nice"].get_default(),
+)
 
 
 async def decode_audio_async(

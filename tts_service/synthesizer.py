@@ -164,7 +164,13 @@ class Synthesizer:
         self.memory = memory or MemoryBudget()
         #: Normalising long texts and phonemizing run here, callers taking turns (a flood
         #: of long texts never queues another caller's sentence behind all of it).
-        self.prep = FairPool(workers=max(len(os.sched_getaffinity(0)), 1), name="tts-prep")
+        #: Its threads run at the engines' CPU priority: below the event loop's, and not
+        #: above the models they feed.
+        self.prep = FairPool(
+            workers=max(len(os.sched_getaffinity(0)), 1),
+            name="tts-prep",
+            nice=settings.piper_batcher.compute_nice,
+        )
         self.engines = {engine.name: engine for engine in engines}
         self.catalog = VoiceCatalog([])
         self.router = Router(self.catalog, {})

@@ -205,9 +205,15 @@ async def test_thirty_two_concurrent_requests_short_ones_do_not_wait_for_long_on
     for engine in ("piper", "kokoro"):
         short, long = latencies[(engine, "short")], latencies[(engine, "long")]
         print(f"{engine}: short max {max(short):.2f}s, long min {min(long):.2f}s")
-        # Every sentence is its own batch item and later sentences yield to first ones:
-        # each short request is done before any long one, whatever order they arrived in.
-        assert max(short) < min(long), f"{engine}: a short request waited behind a long one"
+        # Every sentence is its own batch item and later sentences yield to first ones, until
+        # they have waited priority_aging_s (2 s) past their turn (no starvation): on Piper
+        # every short request is done before any long one; on Kokoro (one instance, ~1 s a
+        # sentence, 8 s of first sentences) most are, and all before the last long one.
+        if engine == "piper":
+            assert max(short) < min(long), f"{engine}: a short request waited behind a long one"
+        else:
+            assert sorted(short)[len(short) // 2] < min(long), short
+            assert max(short) < max(long), (short, long)
 
 
 # ---------------------------------------------------------------------------- streaming
