@@ -147,11 +147,12 @@ class Batcher(Generic[In, Out]):
         self._rate = ServiceRate()
         #: Per caller: the virtual time its queued work would be served by (fair queuing).
         self._caller_clock: dict[Hashable, float] = {}
-        #: The system's virtual time: the fair start of the latest request dispatched
-        #: (start-time fair queuing). A new request's fair start is never before it, so a
-        #: caller is owed nothing for the time it had no work, and a rate estimate that is
-        #: off shifts every caller alike instead of letting a backlog fall "overdue".
-        self._vtime = 0.0
+        #: The fair start of the latest request dispatched: the system's virtual time
+        #: while nothing waits (see ``_virtual_now``).
+        self._dispatched_at = 0.0
+        #: Per caller, the latest fair start dispatched: its waiting requests with earlier
+        #: fair starts were overtaken by its own later ones (levels), so their turn came.
+        self._caller_dispatched: dict[Hashable, float] = {}
         self._callers_seen = False
         #: Per caller: the cost it has waiting (for the queue-share metric) and how many.
         self._caller_queued: dict[Hashable, float] = {}
@@ -441,7 +442,7 @@ class Batcher(Generic[In, Out]):
                 r.cost for level, queue in self._queues.items() if level >= priority for r in queue
             )
             return queued + self._promised_cost
-        now = self._vtime
+        now = self._virtual_now()
         start = max(now, self._caller_clock.get(caller, now))
         queued = sum(
             r.cost
@@ -459,19 +460,34 @@ class Batcher(Generic[In, Out]):
         )
         return queued + promised
 
+    def _virtual_now(self) -> float:
+        """The system's virtual time (start-time fair queuing): the earliest fair start
+        still waiting, or the last one dispatched when none waits. A new request's fair
+        start is never before it, so a caller is owed nothing for the time it had no work,
+        a rate estimate that is off shifts every caller alike, and of a backlog only its
+        next request is ever due (the rest cannot age past other callers)."""
+        if not self._pending:
+            return self._dispatched_at
+        earliest = min(r.fair_at for queue in self._queues.values() for r in queue)
+        return min(earliest, self._dispatched_at)
+
     def _fair_start(self, caller: Hashable | None, cost: float, now: float) -> float:
         """The request's fair start in virtual time (start-time fair queuing): its caller's
         clock, or the system's virtual time if that is later; the clock then moves on by
         the request's compute. Without a caller, the current virtual time."""
+        vtime_now = self._virtual_now()
         if caller is None:
-            return self._vtime
+            return vtime_now
         self._callers_seen = True
-        start = max(self._vtime, self._caller_clock.get(caller, self._vtime))
+        start = max(vtime_now, self._caller_clock.get(caller, vtime_now))
         per_cost = self._rate.seconds_per_cost or 1.0
         self._caller_clock[caller] = start + per_cost * cost / self.instance_count
         if len(self._caller_clock) > 4 * self.policy.max_queue_size:
             # Forget callers whose clocks have run out (no unbounded growth).
-            self._caller_clock = {c: t for c, t in self._caller_clock.items() if t > self._vtime}
+            self._caller_clock = {c: t for c, t in self._caller_clock.items() if t > vtime_now}
+            self._caller_dispatched = {
+                c: t for c, t in self._caller_dispatched.items() if c in self._caller_clock
+            }
         return start
 
     def _admit(
@@ -593,15 +609,23 @@ class Batcher(Generic[In, Out]):
         if len(levels) == 1 and not self._callers_seen:
             return iter(list(levels[0]))
         aging = self.policy.priority_aging_s
-        vtime = self._vtime
+        cap = self.policy.priority_aging_max_levels or math.inf
+        vtime = self._virtual_now()
+        overtaken = self._caller_dispatched
 
-        def level(r: _Request[In, Out]) -> int:
-            # A request whose fair turn has come (its fair start reached by virtual time)
-            # gains a level per priority_aging_s waited; one whose turn lies ahead (a
-            # flood's backlog) does not, so it never ages past other callers' new ones.
-            if r.fair_at > vtime:
-                return r.priority
-            return math.floor(r.priority + max(now - r.enqueued_at, 0.0) / aging + 1e-9)
+        def level(r: _Request[In, Out]) -> float:
+            # A request gains a level per priority_aging_s waited once its fair turn has
+            # come: without limit when virtual time reached its fair start (nothing waits
+            # forever); up to the cap when only its own caller's later work went first (a
+            # caller's overtaken work catches up with its own kind, not past other
+            # callers' new requests). One whose turn lies ahead (a flood's backlog) keeps
+            # its level.
+            gained = math.floor(max(now - r.enqueued_at, 0.0) / aging + 1e-9)
+            if r.fair_at <= vtime:
+                return r.priority + gained
+            if r.caller is not None and r.fair_at <= overtaken.get(r.caller, -math.inf):
+                return r.priority + min(gained, cap)
+            return r.priority
 
         # The level reached, then the fair start, then arrival.
         return iter(
@@ -643,7 +667,11 @@ class Batcher(Generic[In, Out]):
         for request in batch:
             self._queues[request.priority].remove(request)
             self._unqueue_caller(request)
-            self._vtime = max(self._vtime, request.fair_at)
+            self._dispatched_at = max(self._dispatched_at, request.fair_at)
+            if request.caller is not None:
+                self._caller_dispatched[request.caller] = max(
+                    self._caller_dispatched.get(request.caller, request.fair_at), request.fair_at
+                )
             request.state = _RUNNING
             if request.timer is not None:
                 request.timer.cancel()

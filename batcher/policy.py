@@ -33,6 +33,12 @@ class BatchPolicy:
     similar_cost_ratio: float = 0.0
     #: Each this many seconds of waiting adds one priority level (no starvation).
     priority_aging_s: float = 2.0
+    #: Aging adds at most this many levels (0: no cap) to a request whose turn came only
+    #: because its own caller's later work went first. With levels that order a caller's
+    #: own work (TTS: a request's later sentences below its first), a cap lets that work
+    #: catch up with its own kind without aging past other callers' new requests; work
+    #: whose fair turn came by virtual time ages without a cap (nothing starves).
+    priority_aging_max_levels: int = 0
     #: When > 0, wait adaptively (see batcher.adaptive) within this latency budget.
     target_latency_s: float = 0.0
     #: Retry-after hint given with QueueFull.

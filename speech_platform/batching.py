@@ -35,6 +35,7 @@ def policy_from_settings(settings: BatcherSettings, name: str) -> BatchPolicy:
         max_batch_cost=settings.max_batch_cost,
         similar_cost_ratio=settings.similar_cost_ratio,
         priority_aging_s=settings.priority_aging_s,
+        priority_aging_max_levels=settings.priority_aging_max_levels,
         target_latency_s=settings.target_latency_ms / 1000.0,
         admission=settings.admission,
         latency_objective_s=settings.latency_objective_ms / 1000.0,

@@ -62,6 +62,8 @@ class BatcherSettings(BaseModel):
     similar_cost_ratio: float = Field(0.0, ge=0)
     #: Seconds of waiting that raise a request's priority by one level.
     priority_aging_s: float = Field(2.0, gt=0)
+    #: Levels aging may add at most (0: no cap; batcher.policy).
+    priority_aging_max_levels: int = Field(0, ge=0)
     #: With a latency target (ms), the batcher learns the cost of a batch and waits only
     #: while waiting pays; 0 keeps the fixed max_queue_delay.
     target_latency_ms: float = Field(0.0, ge=0)
@@ -104,6 +106,11 @@ class PiperBatcherSettings(BatcherSettings):
     max_batch_size: int = Field(1, ge=1, le=1024)
     max_queue_delay_ms: float = Field(0.0, ge=0)
     max_queue_size: int = Field(512, ge=1)
+    #: A request's later sentences sit up to 3 levels below its first (tts_service/
+    #: synthesizer.py): when a caller's own newer first sentences overtake them, aging
+    #: lifts them back to their first sentence's level and no further, so a flood's
+    #: overtaken sentences never climb past other callers' new requests (batcher.core).
+    priority_aging_max_levels: int = Field(3, ge=0)
 
 
 class KokoroBatcherSettings(BatcherSettings):
@@ -112,6 +119,7 @@ class KokoroBatcherSettings(BatcherSettings):
     max_batch_size: int = Field(1, ge=1, le=1)
     max_queue_delay_ms: float = Field(0.0, ge=0)
     max_queue_size: int = Field(128, ge=1)
+    priority_aging_max_levels: int = Field(3, ge=0)
 
 
 class TlsSettings(BaseModel):

@@ -550,14 +550,14 @@ class Synthesizer:
         """Refuses (Overloaded) before any text work a request that would finish too late
         even at its length as sent (spelling out only lengthens it) on its voice and on
         its stand-in: a flood of long texts then costs little."""
-        level = request.priority * SENTENCE_LEVELS + SENTENCE_LEVELS - 1
+        sentences = max(len(request.text) // DEFAULT_MAX_SENTENCE_CHARS, 1)
         voices = [v for v in (route.voice, route.fallback) if v is not None]
         for index, voice in enumerate(voices):
             try:
                 with self.engines[voice.engine].reserve(
                     len(request.text),
-                    max(len(request.text) // DEFAULT_MAX_SENTENCE_CHARS, 1),
-                    priority=level,
+                    sentences,
+                    priority=_last_level(request.priority, sentences),
                     timeout_s=request.timeout_s,
                     caller=request.caller,
                 ):
@@ -571,11 +571,11 @@ class Synthesizer:
     ) -> tuple[list[PreparedItem], list[asyncio.Task[RenderedSentence]]]:
         """Admits the request on ``engine`` before phonemizing it (a burst is refused on
         arrival, not after its phonemes are made), then phonemizes and queues every item."""
-        first_level = plan.request.priority * SENTENCE_LEVELS + SENTENCE_LEVELS - 1
         with engine.reserve(
             len(plan.normalized),
             len(plan.sentences),
-            priority=first_level,
+            # judged where its last sentence will queue: the whole request must finish
+            priority=_last_level(plan.request.priority, len(plan.sentences)),
             timeout_s=plan.remaining_s(),
             caller=plan.request.caller,
         ) as promise:
@@ -671,6 +671,12 @@ class _Spoken:
     sentences: list[str]
     styles: list[SentenceStyle]
     marks: tuple[tuple[str, int], ...]
+
+
+def _last_level(request_priority: int, sentences: int) -> int:
+    """The batcher level a request's last sentence queues at (see SENTENCE_LEVELS)."""
+    first = request_priority * SENTENCE_LEVELS + SENTENCE_LEVELS - 1
+    return first - min(max(sentences, 1) - 1, SENTENCE_LEVELS - 1)
 
 
 def _own_excess(error: BaseException) -> bool:
