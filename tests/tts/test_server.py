@@ -6,6 +6,7 @@ import asyncio
 import math
 import re
 import time
+from dataclasses import replace
 
 import grpc
 import jiwer
@@ -176,7 +177,15 @@ LONG_SENTENCES = [
 ]
 
 
-async def test_thirty_two_concurrent_requests_short_ones_do_not_wait_for_long_ones(tts):
+async def test_thirty_two_concurrent_requests_short_ones_do_not_wait_for_long_ones(
+    tts, synthesizer, monkeypatch
+):
+    # Kokoro has one instance at 0.5-1.2 s a sentence (by machine and load), so the 12 s of
+    # Kokoro work below outlasts priority_aging_s (2 s), after which waiting later sentences
+    # rightly go first (no starvation: tests/batcher). What is tested here is the order
+    # before aging, so Kokoro's aging is set past this test's backlog, on any machine.
+    kokoro = synthesizer.engines["kokoro"]._batcher
+    monkeypatch.setattr(kokoro, "policy", replace(kokoro.policy, priority_aging_s=120.0))
     calls = []  # (engine, kind, voice, text)
     for i in range(6):
         calls.append(("piper", "long", PIPER_VOICE, " ".join(LONG_SENTENCES)))
@@ -205,15 +214,10 @@ async def test_thirty_two_concurrent_requests_short_ones_do_not_wait_for_long_on
     for engine in ("piper", "kokoro"):
         short, long = latencies[(engine, "short")], latencies[(engine, "long")]
         print(f"{engine}: short max {max(short):.2f}s, long min {min(long):.2f}s")
-        # Every sentence is its own batch item and later sentences yield to first ones, until
-        # they have waited priority_aging_s (2 s) past their turn (no starvation): on Piper
-        # every short request is done before any long one; on Kokoro (one instance, ~1 s a
-        # sentence, 8 s of first sentences) most are, and all before the last long one.
-        if engine == "piper":
-            assert max(short) < min(long), f"{engine}: a short request waited behind a long one"
-        else:
-            assert sorted(short)[len(short) // 2] < min(long), short
-            assert max(short) < max(long), (short, long)
+        # Every sentence is its own batch item and later sentences yield to first ones (on
+        # Piper until they have waited priority_aging_s past their turn): every short
+        # request is done before any long one.
+        assert max(short) < min(long), f"{engine}: a short request waited behind a long one"
 
 
 # ---------------------------------------------------------------------------- streaming

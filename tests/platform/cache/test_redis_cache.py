@@ -274,7 +274,17 @@ async def test_identical_concurrent_streams_share_one_run(
     texts = [f"Sentence number {i}." for i in range(6)]
     runs = [0]
     key = cache_key(service, {"text": "shared stream"})
-    joins = metric("speech_cache_singleflight_joins_total", service=service, scope="local")
+
+    def shared() -> float:
+        """Consumers served without running: joined the run, or (stragglers) hit its result."""
+        return metric(
+            "speech_cache_singleflight_joins_total", service=service, scope="local"
+        ) + sum(
+            metric("speech_cache_hits_total", service=service, tier=tier)
+            for tier in ("memory", "redis")
+        )
+
+    before = shared()
 
     async def consume() -> list[bytes]:
         stream = cache.get_or_compute_stream(service, key, lambda: _sentences(texts, runs))
@@ -284,10 +294,9 @@ async def test_identical_concurrent_streams_share_one_run(
     expected = [HashingCompute(t.encode(), size=1000).expected() for t in texts]
     assert all(result == expected for result in results)
     assert runs == [1]
-    assert (
-        metric("speech_cache_singleflight_joins_total", service=service, scope="local") - joins
-        == 9
-    )
+    # On a loaded machine the run can finish before a consumer's Redis lookup returns;
+    # that straggler hits the stored result instead of joining: still one run.
+    assert shared() - before == 9
     await cache.close()
 
 
