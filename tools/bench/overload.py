@@ -11,8 +11,9 @@ for ``--capacity-s``. Then ``--clients`` callers, the same half and half, each s
 at the same moment with a ``--deadline-s`` deadline. Reported: the answers by status code;
 goodput (calls served within their deadline) against what the measured capacity serves in a
 deadline; how fast refusals came (p50, p95, max); the p95 of served calls; the slowest
-health check answered during the burst; peak RSS, and RSS at idle before and 30 s after.
-Each figure is also given per caller class (Transcribe, Synthesize).
+health check answered during the burst; peak RSS, and RSS at idle before and 30 s after;
+the refusals by model and reason (the server's own counters). Each figure is also given per
+caller class (Transcribe, Synthesize).
 
 The flood (``--mode flood``): one caller keeps ``--flooders`` long Synthesize calls in
 flight (a new one as each ends, refused or not) while a polite caller, with a token of its
@@ -36,7 +37,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from speech.v1 import common_pb2, stt_pb2, tts_pb2
-from tools.bench import procs
+from tools.bench import procs, prom
 from tools.bench.workload import all_recordings
 
 SENTENCE = "Tell me about a project you are proud of."
@@ -148,8 +149,10 @@ def run(clients: int, deadline_s: float, capacity_s: float) -> dict[str, Any]:
         server.start()
         idle_before = server.rss_mb()
         capacity = asyncio.run(_capacity(server.address, bodies, capacity_s))
+        before = _refusal_counts(server.metrics_port)
         burst = asyncio.run(_burst(server.address, bodies, clients, deadline_s))
         peak = server.record_peak_rss()
+        refused_by = _minus(_refusal_counts(server.metrics_port), before)
         time.sleep(30)  # RSS 30 s after the burst, as the issue asks (measurement, not sync)
         after = server.rss_mb()
     served = burst["codes"].get("OK", 0)
@@ -165,8 +168,28 @@ def run(clients: int, deadline_s: float, capacity_s: float) -> dict[str, Any]:
         ),
         **burst,
         "refusals_within_1s": bool(fast and fast["max"] <= 1.0),
+        "refused_by": refused_by,
         "rss_mb": {"idle_before": idle_before, "peak": peak, "30s_after": after},
         "server_log": str(server.log_path),
+    }
+
+
+def _refusal_counts(metrics_port: int | None) -> dict[str, float]:
+    """Refusals so far, by "model/reason" (batchers) and "server/reason" (server limits)."""
+    if not metrics_port:
+        return {}
+    text = prom.scrape(metrics_port)
+    counts = prom.counters(text, "speech_batcher_rejections_total", "model", "reason")
+    for reason, value in prom.counters(text, "speech_refusals_total", "reason").items():
+        counts[f"server/{reason}"] = value
+    return counts
+
+
+def _minus(after: dict[str, float], before: dict[str, float]) -> dict[str, int]:
+    return {
+        key: round(value - before.get(key, 0.0))
+        for key, value in sorted(after.items())
+        if value - before.get(key, 0.0) > 0
     }
 
 
@@ -242,8 +265,10 @@ def run_flood(flooders: int, seconds: float, hostile: bool = False) -> dict[str,
     with procs.speech_server("flood", config, log_dir, services=["tts"]) as server:
         server.start()
         alone = asyncio.run(_polite(server.address, 15.0))
+        before = _refusal_counts(server.metrics_port)
         flood = asyncio.run(_flood(server.address, flooders, seconds, hostile))
         peak = server.record_peak_rss()
+        refused_by = _minus(_refusal_counts(server.metrics_port), before)
     unloaded = _outcome_stats(alone)["served_s"]
     loaded = flood["polite"]["served_s"]
     return {
@@ -255,6 +280,7 @@ def run_flood(flooders: int, seconds: float, hostile: bool = False) -> dict[str,
         "polite_p95_ratio": (
             round(loaded["p95"] / unloaded["p95"], 2) if loaded and unloaded else None
         ),
+        "refused_by": refused_by,
         "rss_peak_mb": peak,
         "server_log": str(server.log_path),
     }

@@ -119,3 +119,18 @@ class BatcherProbe:
             "mean_queue_ms": None if queue.mean is None else queue.mean * 1000,
             "mean_batch_compute_ms": None if compute.mean is None else compute.mean * 1000,
         }
+
+
+def counters(text: str, name: str, *label_names: str) -> dict[str, float]:
+    """The counter ``name`` per value of ``label_names`` ("a/b" when several), non-zero only."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != name.removesuffix("_total"):
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total") or sample.value <= 0:
+                continue
+            key = "/".join(sample.labels.get(label, "") for label in label_names)
+            found[key] = found.get(key, 0.0) + sample.value
+    return found
+

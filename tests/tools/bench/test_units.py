@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import ValidationError
 
 from speech_platform.config import Settings
@@ -88,6 +88,22 @@ def test_histogram_deltas_from_real_metrics_text() -> None:
     assert delta.per_bucket() == {"<=2": 1, "<=4": 2, "<=8": 2}
     only_a = prom.histogram(after_text, "speech_batcher_batch_size", model="a")
     assert only_a.count == 5
+
+
+def test_counters_by_label_from_real_metrics_text() -> None:
+    registry = CollectorRegistry()
+    rejections = Counter("speech_batcher_rejections", "t", ["model", "reason"], registry=registry)
+    rejections.labels("piper", "admission").inc(3)
+    rejections.labels("piper", "caller_share").inc(2)
+    rejections.labels("whisper", "admission").inc(1)
+    rejections.labels("kokoro", "queue_full")  # created, never counted
+    text = generate_latest(registry).decode()
+    by_both = prom.counters(text, "speech_batcher_rejections_total", "model", "reason")
+    assert by_both == {"piper/admission": 3, "piper/caller_share": 2, "whisper/admission": 1}
+    assert prom.counters(text, "speech_batcher_rejections_total", "reason") == {
+        "admission": 4, "caller_share": 2
+    }
+    assert prom.counters(text, "speech_refusals_total", "reason") == {}
 
 
 @pytest.mark.parametrize("value", ["127.0.0.1:50051", "localhost:9", "[::1]:80"])
