@@ -35,7 +35,9 @@ What it guarantees, and where it goes past its peers:
   start if every caller had an equal share of the instances (a virtual clock per caller,
   advanced by the compute it queued, at the learnt rate), so one caller's flood waits
   behind everyone else's next request instead of in front of it. Without callers, or with
-  one, the order is plain FIFO.
+  one, the order is plain FIFO. While another caller is present (``caller_presence_s``), one
+  caller may hold only ``max_caller_queue_share`` of the queue, and a refusal caused by its
+  own backlog is CallerOverloaded; alone, a caller is the whole load and may use it all.
 * Admission (past Triton's queue policy): a request predicted to miss its deadline, or the
   latency objective, is refused at arrival with a retry delay (batcher.admission). Work a
   caller has been admitted for but is still preparing (decoding, phonemizing) is held by a
@@ -53,7 +55,7 @@ import itertools
 import logging
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -154,6 +156,8 @@ class Batcher(Generic[In, Out]):
         #: fair starts were overtaken by its own later ones (levels), so their turn came.
         self._caller_dispatched: dict[Hashable, float] = {}
         self._callers_seen = False
+        #: Callers by their last arrival (oldest first), kept for caller_presence_s.
+        self._arrivals: OrderedDict[Hashable, float] = OrderedDict()
         #: Per caller: the cost it has waiting (for the queue-share metric) and how many.
         self._caller_queued: dict[Hashable, float] = {}
         self._caller_count: dict[Hashable, int] = {}
@@ -350,6 +354,7 @@ class Batcher(Generic[In, Out]):
         """Raises QueueFull when ``items`` more would pass max_queue_size, CallerOverloaded
         when they would pass the caller's own share of it."""
         policy = self.policy
+        self._note_arrival(caller)
         if self._pending + items > policy.max_queue_size:
             self.observer.rejected("queue_full")
             more = "" if items == 1 else f"no room for {items} more: "
@@ -358,7 +363,11 @@ class Batcher(Generic[In, Out]):
                 f"(max_queue_size={policy.max_queue_size})",
                 policy.retry_after_s,
             )
-        if caller is not None and policy.max_caller_queue_share < 1:
+        if (
+            caller is not None
+            and policy.max_caller_queue_share < 1
+            and self._others_present(caller)
+        ):
             held = self._caller_count.get(caller, 0)
             if held + items > policy.max_caller_queue:
                 self.observer.rejected("caller_share")
@@ -388,6 +397,28 @@ class Batcher(Generic[In, Out]):
             return
         self._caller_count[caller] = count
         self._caller_queued[caller] = max(self._caller_queued.get(caller, 0.0) - request.cost, 0.0)
+
+    def _note_arrival(self, caller: Hashable | None) -> None:
+        if caller is None:
+            return
+        self._arrivals[caller] = time.monotonic()
+        self._arrivals.move_to_end(caller)
+
+    def _others_present(self, caller: Hashable) -> bool:
+        """Whether a caller other than ``caller`` arrived within caller_presence_s, or has
+        work waiting or promised: only then is there anyone a share protects."""
+        horizon = time.monotonic() - self.policy.caller_presence_s
+        arrivals = self._arrivals
+        while arrivals:
+            oldest, when = next(iter(arrivals.items()))
+            if when >= horizon:
+                break
+            del arrivals[oldest]
+        return (
+            len(arrivals) > (caller in arrivals)
+            or len(self._caller_count) > (caller in self._caller_count)
+            or len(self._promised) > (caller in self._promised) + (None in self._promised)
+        )
 
     def _release(self, cost: float, caller: Hashable | None) -> None:
         self._promised_cost = max(self._promised_cost - cost, 0.0)
@@ -495,6 +526,7 @@ class Batcher(Generic[In, Out]):
     ) -> None:
         """Raises Overloaded when the request is predicted to finish too late."""
         policy = self.policy
+        self._note_arrival(caller)
         limits = [t for t in (timeout_s, policy.latency_objective_s or None) if t is not None]
         if not policy.admission or not limits:
             return
@@ -509,7 +541,7 @@ class Batcher(Generic[In, Out]):
             f"({limit:.1f} s)"
         )
         retry = min(max(finish - limit, 0.1), 60.0)
-        if caller is not None:
+        if caller is not None and self._others_present(caller):
             alone = self.estimated_finish_s(cost, priority, caller, without_own=True)
             if alone is not None and alone <= limit:
                 raise CallerOverloaded(

@@ -51,6 +51,10 @@ class BatchPolicy:
     #: The share of ``max_queue_size`` one caller may hold waiting (CallerOverloaded past
     #: it), so that a flood cannot fill the queue for everyone; 1 = no cap of its own.
     max_caller_queue_share: float = 1.0
+    #: How long after its last arrival (admitted or refused) a caller counts as present.
+    #: The share cap and "behind your own work" refusals apply only while another caller
+    #: is present: a caller alone is the whole load, and may use the whole queue.
+    caller_presence_s: float = 10.0
     name: str = field(default="batcher", compare=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +68,8 @@ class BatchPolicy:
             raise ValueError("preferred batch sizes must lie in 1..max_batch_size")
         if self.latency_objective_s < 0:
             raise ValueError("latency_objective_s cannot be negative")
+        if self.caller_presence_s < 0:
+            raise ValueError("caller_presence_s must be >= 0")
         if not 0 < self.max_caller_queue_share <= 1:
             raise ValueError("max_caller_queue_share must lie in (0, 1]")
         if self.priority_aging_s <= 0:

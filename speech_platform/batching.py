@@ -40,6 +40,7 @@ def policy_from_settings(settings: BatcherSettings, name: str) -> BatchPolicy:
         admission=settings.admission,
         latency_objective_s=settings.latency_objective_ms / 1000.0,
         max_caller_queue_share=settings.max_caller_queue_share,
+        caller_presence_s=settings.caller_presence_s,
         name=name,
     )
 

@@ -83,6 +83,10 @@ class BatcherSettings(BaseModel):
     #: hold waiting; past it that caller alone is refused (RESOURCE_EXHAUSTED, and TTS
     #: does not spill it onto the other engine), so a flood never fills the queue for all.
     max_caller_queue_share: float = Field(0.5, gt=0, le=1)
+    #: The share applies while another caller arrived within this many seconds (or has
+    #: work waiting): a lone caller, e.g. every client behind one proxy without auth, may
+    #: use the whole queue.
+    caller_presence_s: float = Field(10.0, ge=0)
 
 
 class SttBatcherSettings(BatcherSettings):

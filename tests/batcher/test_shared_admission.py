@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from batcher import Batcher, BatchPolicy, CallerOverloaded, Overloaded, SharedDevice
+from batcher import Batcher, BatchPolicy, CallerOverloaded, Overloaded, QueueFull, SharedDevice
 
 POLICY = BatchPolicy(max_batch_size=1, max_queue_delay_s=0)
 
@@ -125,28 +125,81 @@ def test_contention_never_speeds_a_batch_up():
     assert cpu.contention_since(mark) == 1.0
 
 
-async def test_one_caller_may_hold_only_its_share_of_the_queue():
+async def _running_one(batcher: Batcher, caller: str) -> asyncio.Future:
+    busy = asyncio.ensure_future(batcher.submit(0, caller=caller))
+    async with asyncio.timeout(10):
+        while batcher.running < 1:  # noqa: ASYNC110 - the batcher has no event for this
+            await asyncio.sleep(0)
+    return busy
+
+
+async def test_one_caller_may_hold_only_its_share_of_the_queue_while_others_are_present():
     engine = Gated()
     policy = BatchPolicy(
         max_batch_size=1, max_queue_delay_s=0, max_queue_size=8, max_caller_queue_share=0.5
     )
     batcher: Batcher[int, int] = Batcher(engine.factory, policy)
     await batcher.start()
-    busy = asyncio.ensure_future(batcher.submit(0, caller="flood"))
-    async with asyncio.timeout(10):
-        while batcher.running < 1:  # noqa: ASYNC110 - the batcher has no event for this
-            await asyncio.sleep(0)
+    busy = await _running_one(batcher, "flood")
+    polite = [asyncio.ensure_future(batcher.submit(6, caller="polite"))]  # another caller
     flood = [asyncio.ensure_future(batcher.submit(k, caller="flood")) for k in range(1, 5)]
     await asyncio.sleep(0)
     with pytest.raises(CallerOverloaded, match="max_caller_queue_share"):
         await batcher.submit(5, caller="flood")  # its fifth waiting: over 0.5 of 8
-    polite = asyncio.ensure_future(batcher.submit(6, caller="polite"))  # room for others
+    polite.append(asyncio.ensure_future(batcher.submit(7, caller="polite")))  # room for others
     await asyncio.sleep(0)
-    assert batcher.pending == 5
+    assert batcher.pending == 6
     engine.gate.set()
-    await asyncio.gather(busy, *flood, polite)
+    await asyncio.gather(busy, *flood, *polite)
     await batcher.close()
-    assert 5 not in engine.computed and 6 in engine.computed
+    assert 5 not in engine.computed and {6, 7} <= set(engine.computed)
+
+
+class Metered:
+    """Computes one item per permit released (instance threads wait for permits)."""
+
+    def __init__(self) -> None:
+        self.permits = threading.Semaphore(0)
+
+    def factory(self, instance: int):
+        def run_batch(items: list[int]) -> list[int]:
+            for _ in items:
+                self.permits.acquire(timeout=30)
+            return items
+
+        return run_batch
+
+
+async def test_a_caller_alone_may_fill_the_whole_queue_until_another_arrives():
+    engine = Metered()
+    policy = BatchPolicy(
+        max_batch_size=1, max_queue_delay_s=0, max_queue_size=8, max_caller_queue_share=0.5,
+        caller_presence_s=60.0,
+    )
+    batcher: Batcher[int, int] = Batcher(engine.factory, policy)
+    await batcher.start()
+    busy = await _running_one(batcher, "proxy")
+    # Alone (every client behind one proxy, no auth): the whole queue is its to use...
+    lone = [asyncio.ensure_future(batcher.submit(k, caller="proxy")) for k in range(1, 9)]
+    await asyncio.sleep(0)
+    assert batcher.pending == 8
+    with pytest.raises(QueueFull) as full:
+        await batcher.submit(9, caller="proxy")
+    assert not isinstance(full.value, CallerOverloaded)  # full for everyone: may spill over
+    # ...until another caller arrives: refused too, but present from now on, so the first
+    # caller may not take the room that frees up past its share.
+    with pytest.raises(QueueFull):
+        await batcher.submit(10, caller="newcomer")
+    engine.permits.release(3)
+    await asyncio.gather(busy, *lone[:2])  # three done: 6 of the proxy's still wait
+    with pytest.raises(CallerOverloaded, match="max_caller_queue_share"):
+        await batcher.submit(11, caller="proxy")
+    newcomer = asyncio.ensure_future(batcher.submit(12, caller="newcomer"))
+    await asyncio.sleep(0)
+    engine.permits.release(100)
+    assert await newcomer == 12
+    assert await asyncio.gather(*lone) == list(range(1, 9))
+    await batcher.close()
 
 
 async def test_a_refusal_caused_by_the_callers_own_backlog_says_so():
@@ -158,12 +211,17 @@ async def test_a_refusal_caused_by_the_callers_own_backlog_says_so():
             await asyncio.sleep(0)
     flood = [asyncio.ensure_future(batcher.submit(k, caller="flood")) for k in range(1, 6)]
     await asyncio.sleep(0)
-    # The flood's sixth is late because of the flood's own five ahead of it...
-    with pytest.raises(CallerOverloaded, match="this caller's own waiting work"):
+    # Alone, the flood's sixth is late because of all the work there is: plain Overloaded
+    # (TTS may try the other engine)...
+    with pytest.raises(Overloaded) as alone:
         await batcher.submit(9, caller="flood", timeout_s=3.0)
-    # ...while another caller, ahead of all but one of them, is admitted.
+    assert not isinstance(alone.value, CallerOverloaded)
+    # ...another caller arrives, ahead of all but one of the flood's, and is admitted...
     polite = asyncio.ensure_future(batcher.submit(8, caller="polite", timeout_s=3.0))
     await asyncio.sleep(0)
+    # ...and now the flood's next is late because of its own waiting work.
+    with pytest.raises(CallerOverloaded, match="this caller's own waiting work"):
+        await batcher.submit(9, caller="flood", timeout_s=3.0)
     # Without a caller the same request is late because of everyone's work: plain Overloaded.
     with pytest.raises(Overloaded) as anonymous:
         await batcher.submit(7, timeout_s=3.0)
