@@ -37,13 +37,12 @@ def transcription_submission(
     limit = settings.jobs.max_audio_bytes
     source = request.WhichOneof("source")
     audio: bytes | None = None
-    if source == "audio" and request.audio:
-        if len(request.audio) > limit:
+    if source == "audio" and (audio := request.audio):  # one read: each read is a copy
+        if len(audio) > limit:
             raise InvalidArgument(
-                f"audio is {len(request.audio)} bytes; jobs accept at most {limit} bytes "
+                f"audio is {len(audio)} bytes; jobs accept at most {limit} bytes "
                 "(put larger files on a shared volume and send a file:// uri)"
             )
-        audio = request.audio
     elif source == "uri" and request.uri:
         roots = settings.jobs.file_roots
         if in_process:

@@ -4,8 +4,10 @@ only the libraries its configuration uses (see speech_platform/memory.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
+import weakref
 
 from speech_platform.memory import IdleTrim, limit_malloc_arenas
 
@@ -70,3 +72,33 @@ async def test_idle_trim_trims_once_after_work_and_never_while_busy() -> None:
         assert trim.trims == 1  # idle with no new work: nothing more to give back
     finally:
         task.cancel()
+
+
+async def test_idle_trim_collects_cycles_that_hold_a_requests_memory() -> None:
+    """A refused request's exception keeps its frames (and their audio) in a cycle; the
+    trim collects it before giving the heap back."""
+
+    class Held:
+        def __init__(self) -> None:
+            self.audio = bytes(8 << 20)
+            self.me = self  # a cycle: only the garbage collector frees it
+
+    gc.disable()  # as in an idle server, where no allocation triggers a collection
+    try:
+        held = Held()
+        gone = weakref.ref(held)
+        del held
+        assert gone() is not None
+        state = {"activity": 1}
+        trim = IdleTrim(lambda: state["activity"], lambda: False, interval_s=0.001)
+        state["activity"] = 2
+        task = asyncio.create_task(trim.run())
+        try:
+            async with asyncio.timeout(10):
+                while trim.trims == 0:  # noqa: ASYNC110 - polling the condition, bounded
+                    await asyncio.sleep(0.001)
+        finally:
+            task.cancel()
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -287,7 +287,10 @@ def run_flood(flooders: int, seconds: float, hostile: bool = False) -> dict[str,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", choices=["burst", "flood", "both"], default="both")
+    parser.add_argument(
+        "--mode", choices=["burst", "flood", "both", "hostile", "all"], default="both",
+        help="both = burst and flood; hostile = each hostile input (tools/bench/hostile.py)",
+    )
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--deadline-s", type=float, default=30.0)
     parser.add_argument("--capacity-s", type=float, default=15.0)
@@ -302,10 +305,14 @@ def command(args: argparse.Namespace) -> int:
     if not 1 <= args.clients <= 5000:
         raise SystemExit("--clients must lie in 1..5000")
     report: dict[str, Any] = {}
-    if args.mode in ("burst", "both"):
+    if args.mode in ("burst", "both", "all"):
         report["burst"] = run(args.clients, args.deadline_s, args.capacity_s)
-    if args.mode in ("flood", "both"):
+    if args.mode in ("flood", "both", "all"):
         report["flood"] = run_flood(args.flooders, args.flood_s, args.hostile)
+    if args.mode in ("hostile", "all"):
+        from tools.bench import hostile
+
+        report["hostile"] = hostile.run()
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

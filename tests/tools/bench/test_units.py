@@ -5,6 +5,7 @@ the metrics text that is parsed back; pydantic settings load the YAML that is wr
 from __future__ import annotations
 
 import argparse
+import io
 from typing import Any
 
 import pytest
@@ -205,3 +206,21 @@ def test_capacity_figures_load_in_the_capacity_command(tmp_path) -> None:
     assert figures[("stt", "cpu")].requests_per_s == 1.5  # the server at its top level
     assert figures[("piper", "cpu")].requests_per_s == 4.0
     assert ("kokoro", "cpu") not in figures  # not measured: the command keeps its defaults
+
+
+def test_hostile_inputs_are_what_they_claim() -> None:
+    import wave
+
+    from google.protobuf.message import DecodeError
+
+    from speech.v1 import tts_pb2
+    from tools.bench import hostile
+
+    with pytest.raises(DecodeError):  # a string field that is not UTF-8: a malformed message
+        tts_pb2.SynthesizeRequest.FromString(hostile._not_utf8())
+    with wave.open(io.BytesIO(hostile._wav(64_000_000, bytes(32 * 1024))), "rb") as declared:
+        assert declared.getframerate() == 64_000_000 and declared.getnframes() == 16 * 1024
+    flac = hostile._flac(384_000, 0.1)
+    assert flac[:4] == b"fLaC"
+    assert int.from_bytes(flac[18:21], "big") >> 4 == 384_000  # STREAMINFO's sample rate
+    assert set(hostile.cases()) >= {"wav_64mhz", "flac_384khz", "not_utf8", "streams_x100"}
