@@ -8,26 +8,12 @@ queue is built, so nothing depends on wall-clock time.
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 from batcher import Batcher, BatchPolicy, Overloaded, QueueFull, RecordingObserver
 from speech_platform.errors import grpc_status_for
-
-
-class Gated:
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.computed: list[int] = []
-
-    def factory(self, instance: int):
-        def run_batch(items: list[int]) -> list[int]:
-            self.gate.wait(timeout=30)
-            self.computed.extend(items)
-            return items
-
-        return run_batch
+from tests.batcher.engines import Gated
 
 
 async def _busy_batcher(policy: BatchPolicy, queued_cost: float) -> tuple[Batcher, Gated, list]:

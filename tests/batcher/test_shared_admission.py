@@ -11,27 +11,13 @@ a gate, so every prediction is exact and nothing depends on timing.
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
 from batcher import Batcher, BatchPolicy, CallerOverloaded, Overloaded, QueueFull, SharedDevice
+from tests.batcher.engines import Gated, Metered
 
 POLICY = BatchPolicy(max_batch_size=1, max_queue_delay_s=0)
-
-
-class Gated:
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.computed: list[int] = []
-
-    def factory(self, instance: int):
-        def run_batch(items: list[int]) -> list[int]:
-            self.gate.wait(timeout=30)
-            self.computed.extend(items)
-            return items
-
-        return run_batch
 
 
 async def _seeded(engine: Gated, device: SharedDevice | None = None, **kw) -> Batcher:
@@ -153,21 +139,6 @@ async def test_one_caller_may_hold_only_its_share_of_the_queue_while_others_are_
     await asyncio.gather(busy, *flood, *polite)
     await batcher.close()
     assert 5 not in engine.computed and {6, 7} <= set(engine.computed)
-
-
-class Metered:
-    """Computes one item per permit released (instance threads wait for permits)."""
-
-    def __init__(self) -> None:
-        self.permits = threading.Semaphore(0)
-
-    def factory(self, instance: int):
-        def run_batch(items: list[int]) -> list[int]:
-            for _ in items:
-                self.permits.acquire(timeout=30)
-            return items
-
-        return run_batch
 
 
 async def test_a_caller_alone_may_fill_the_whole_queue_until_another_arrives():
