@@ -26,6 +26,8 @@ GRPC_SERVICES = {
     "tts-kokoro": "speech.v1.TextToSpeech",
     "jobs": "speech.v1.Jobs",
 }
+#: Those that also serve the OpenAI-compatible HTTP API (the jobs server turns it off).
+HTTP_SERVERS = ("stt", "tts-piper", "tts-kokoro")
 WORKERS = {"worker-transcription": "transcription", "worker-synthesis": "synthesis"}
 POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet")
 

@@ -6,6 +6,7 @@ import pytest
 
 from tests.deploy.manifests import (
     GRPC_SERVICES,
+    HTTP_SERVERS,
     NAMESPACE,
     WORKERS,
     Rendered,
@@ -15,7 +16,7 @@ from tests.deploy.manifests import (
 from tests.deploy.netpol import Pod, allowed
 from tests.deploy.settings_env import container_env
 
-GRPC, METRICS, REDIS, SENTINEL, EXPORTER, DNS = 50051, 9464, 6379, 26379, 9121, 53
+GRPC, HTTP, METRICS, REDIS, SENTINEL, EXPORTER, DNS = 50051, 8000, 9464, 6379, 26379, 9121, 53
 REDIS_GROUPS = ("redis-cache", "redis-jobs")
 CLIENT = Pod("app", {"speech-platform/client": "true"}, "labelled client")
 STRANGER = Pod("app", {"app": "something-else"}, "unlabelled pod")
@@ -46,13 +47,17 @@ def test_default_deny_in_both_directions(overlay: Rendered) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(GRPC_SERVICES))
-def test_clients_reach_grpc_servers_only_on_the_grpc_port(overlay: Rendered, name: str) -> None:
+def test_clients_reach_servers_only_on_their_grpc_and_http_ports(
+    overlay: Rendered, name: str
+) -> None:
     server = pods(overlay)[name]
     rules = policies(overlay)
     assert allowed(rules, CLIENT, server, GRPC)
+    assert allowed(rules, CLIENT, server, HTTP) == (name in HTTP_SERVERS)
     assert not allowed(rules, CLIENT, server, METRICS)
-    assert not allowed(rules, STRANGER, server, GRPC)
-    assert not allowed(rules, KEDA, server, GRPC)
+    for port in (GRPC, HTTP):
+        assert not allowed(rules, STRANGER, server, port)
+        assert not allowed(rules, KEDA, server, port)
 
 
 def test_nothing_outside_reaches_redis_or_workers(overlay: Rendered) -> None:

@@ -9,6 +9,7 @@ import pytest
 from speech_platform.config import Settings
 from tests.deploy.manifests import (
     GRPC_SERVICES,
+    HTTP_SERVERS,
     WORKERS,
     Rendered,
     containers,
@@ -21,6 +22,7 @@ from tests.deploy.settings_env import effective_settings
 
 GRPC_PORT = Settings().server.port
 METRICS_PORT = Settings().server.metrics_port
+HTTP_PORT = Settings().server.http_port
 #: Node labels and taints that mark spot/preemptible capacity on Karpenter, EKS, GKE and AKS.
 SPOT_NODE_LABELS = {
     "karpenter.sh/capacity-type", "eks.amazonaws.com/capacityType",
@@ -69,7 +71,12 @@ def test_grpc_servers_have_native_grpc_probes(overlay: Rendered, name: str) -> N
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
     assert container["livenessProbe"]["grpc"]["port"] == GRPC_PORT
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": GRPC_PORT, "metrics": METRICS_PORT}
+    http = {"http": HTTP_PORT} if name in HTTP_SERVERS else {}
+    assert ports == {"grpc": GRPC_PORT, "metrics": METRICS_PORT, **http}
+    # the HTTP API listens (by the settings the pod gets) where its port is declared, only
+    deployment = overlay.get("Deployment", name)
+    http_port = effective_settings(overlay, deployment, container).server.http_port
+    assert http_port == (HTTP_PORT if name in HTTP_SERVERS else 0)
 
 
 @pytest.mark.parametrize("name", sorted(GRPC_SERVICES))
@@ -199,9 +206,12 @@ def test_each_grpc_service_has_clusterip_and_headless_services(
     by_type = {("headless" if s["spec"].get("clusterIP") == "None" else
                 s["spec"].get("type", "ClusterIP")): s for s in services}
     assert set(by_type) == {"ClusterIP", "headless"}, name
-    for service in services:
-        (port,) = service["spec"]["ports"]
-        assert port["port"] == GRPC_PORT and port["targetPort"] == "grpc"
+    # gRPC on both (the headless one for client-side balancing); HTTP on the ClusterIP one
+    (grpc_port,) = by_type["headless"]["spec"]["ports"]
+    assert grpc_port["port"] == GRPC_PORT and grpc_port["targetPort"] == "grpc"
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in by_type["ClusterIP"]["spec"]["ports"]}
+    http = {"http": (HTTP_PORT, "http")} if name in HTTP_SERVERS else {}
+    assert ports == {"grpc": (GRPC_PORT, "grpc"), **http}, name
 
 
 def test_pods_are_non_root_and_locked_down(overlay: Rendered) -> None:
