@@ -38,6 +38,11 @@ What it guarantees, and where it goes past its peers:
   one, the order is plain FIFO. While another caller is present (``caller_presence_s``), one
   caller may hold only ``max_caller_queue_share`` of the queue, and a refusal caused by its
   own backlog is CallerOverloaded; alone, a caller is the whole load and may use it all.
+* Express instances (``express_instances``): extra instances that take only the work of a
+  caller with nothing running, so a light caller's request starts at once even when a
+  flood keeps every other instance busy (a running item cannot be interrupted, so fair
+  order alone still leaves it waiting for one to finish). A caller that already computes
+  somewhere never gets one, so a flood cannot take them over.
 * Admission (past Triton's queue policy): a request predicted to miss its deadline, or the
   latency objective, is refused at arrival with a retry delay (batcher.admission). Work a
   caller has been admitted for but is still preparing (decoding, phonemizing) is held by a
@@ -111,6 +116,8 @@ class _Instance(Generic[In, Out]):
     index: int
     executor: ThreadPoolExecutor
     run_batch: BatchFunction[In, Out]
+    #: Takes only the work of callers with nothing running (BatchPolicy.express_instances).
+    express: bool = False
 
 
 class Batcher(Generic[In, Out]):
@@ -131,6 +138,7 @@ class Batcher(Generic[In, Out]):
         if threads_per_instance <= 0:
             raise ValueError("threads_per_instance must be > 0")
         self.policy = policy or BatchPolicy()
+        #: Instances that take any work; the policy's express instances come on top.
         self.instance_count = instances
         #: The cores it shares with other batchers (None: admission sees only this one).
         self.device = device
@@ -164,6 +172,10 @@ class Batcher(Generic[In, Out]):
         self._seq = itertools.count()
         self._instances: list[_Instance[In, Out]] = []
         self._idle: deque[_Instance[In, Out]] = deque()
+        self._idle_express: deque[_Instance[In, Out]] = deque()
+        #: Per caller: its requests computing now (express instances serve only callers
+        #: with none).
+        self._caller_running: dict[Hashable | None, int] = {}
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -191,11 +203,10 @@ class Batcher(Generic[In, Out]):
             except BaseException:
                 executor.shutdown(wait=False)
                 raise
-            return _Instance(index, executor, run_batch)
+            return _Instance(index, executor, run_batch, express=index >= self.instance_count)
 
-        results = await asyncio.gather(
-            *(build(i) for i in range(self.instance_count)), return_exceptions=True
-        )
+        total = self.instance_count + self.policy.express_instances
+        results = await asyncio.gather(*(build(i) for i in range(total)), return_exceptions=True)
         built = [r for r in results if isinstance(r, _Instance)]
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
@@ -203,7 +214,8 @@ class Batcher(Generic[In, Out]):
                 instance.executor.shutdown(wait=False)
             raise failure
         self._instances = built
-        self._idle = deque(built)
+        self._idle = deque(i for i in built if not i.express)
+        self._idle_express = deque(i for i in built if i.express)
         self._started = True
         if self.device is not None:
             self.device.join(self)
@@ -608,16 +620,22 @@ class Batcher(Generic[In, Out]):
             return
         loop = self._loop
         assert loop is not None
-        while self._idle and self._pending:
+        while (self._idle or self._idle_express) and self._pending:
             now = loop.time()
             wait = self._time_until_ready(now)
             if wait > _EPSILON_S:
                 self._arm_wake(now + wait)
                 return
-            batch = self._form_batch(now)
-            if not batch:
-                continue
-            instance = self._idle.popleft()
+            if self._idle:
+                batch = self._form_batch(now)
+                if not batch:
+                    continue  # every request it looked at had expired
+                instance = self._idle.popleft()
+            else:
+                batch = self._form_batch(now, express=True)
+                if not batch:
+                    return  # nothing waits from a caller with nothing running
+                instance = self._idle_express.popleft()
             task = loop.create_task(self._run(instance, batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -667,7 +685,9 @@ class Batcher(Generic[In, Out]):
             )
         )
 
-    def _form_batch(self, now: float) -> list[_Request[In, Out]]:
+    def _form_batch(self, now: float, *, express: bool = False) -> list[_Request[In, Out]]:
+        """The next batch in order; ``express``: only requests of callers with nothing
+        running (and one per caller, so it stays one caller's light work)."""
         policy = self.policy
         limit = policy.max_batch_size
         if policy.preferred_batch_sizes and not self._closed:
@@ -684,6 +704,11 @@ class Batcher(Generic[In, Out]):
                 break
             if request.deadline is not None and request.deadline <= now:
                 self._expire(request, redispatch=False)
+                continue
+            if express and (
+                self._caller_running.get(request.caller)
+                or any(r.caller == request.caller for r in batch)
+            ):
                 continue
             if batch:
                 if policy.similar_cost_ratio and not _similar(
@@ -705,6 +730,7 @@ class Batcher(Generic[In, Out]):
                     self._caller_dispatched.get(request.caller, request.fair_at), request.fair_at
                 )
             request.state = _RUNNING
+            self._caller_running[request.caller] = self._caller_running.get(request.caller, 0) + 1
             if request.timer is not None:
                 request.timer.cancel()
         self._pending -= len(batch)
@@ -738,6 +764,11 @@ class Batcher(Generic[In, Out]):
         failed = 0
         for request, outcome in zip(batch, outcomes, strict=True):
             request.state = _DONE
+            left = self._caller_running.get(request.caller, 0) - 1
+            if left > 0:
+                self._caller_running[request.caller] = left
+            else:
+                self._caller_running.pop(request.caller, None)
             if isinstance(outcome, BaseException):
                 failed += 1
                 if not request.future.done():
@@ -751,7 +782,7 @@ class Batcher(Generic[In, Out]):
         self.observer.batch_finished(len(batch), elapsed, failed)
         if self._adaptive is not None:
             self._adaptive.observe_batch(len(batch), elapsed)
-        self._idle.append(instance)
+        (self._idle_express if instance.express else self._idle).append(instance)
         self._maybe_quiet()
         self._dispatch()
 

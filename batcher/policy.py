@@ -55,6 +55,9 @@ class BatchPolicy:
     #: The share cap and "behind your own work" refusals apply only while another caller
     #: is present: a caller alone is the whole load, and may use the whole queue.
     caller_presence_s: float = 10.0
+    #: Instances on top of the pool's that take only the work of a caller with nothing
+    #: running here: a light caller's request starts at once beside a flood (batcher.core).
+    express_instances: int = 0
     name: str = field(default="batcher", compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,8 @@ class BatchPolicy:
             raise ValueError("caller_presence_s must be >= 0")
         if not 0 < self.max_caller_queue_share <= 1:
             raise ValueError("max_caller_queue_share must lie in (0, 1]")
+        if self.express_instances < 0:
+            raise ValueError("express_instances cannot be negative")
         if self.priority_aging_s <= 0:
             raise ValueError("priority_aging_s must be > 0")
 

@@ -41,6 +41,7 @@ def policy_from_settings(settings: BatcherSettings, name: str) -> BatchPolicy:
         latency_objective_s=settings.latency_objective_ms / 1000.0,
         max_caller_queue_share=settings.max_caller_queue_share,
         caller_presence_s=settings.caller_presence_s,
+        express_instances=settings.express_instances,
         name=name,
     )
 
@@ -52,12 +53,14 @@ def cpu_device() -> SharedDevice:
     return SharedDevice(parallelism=len(os.sched_getaffinity(0)))
 
 
-def _niced(factory: HandlerFactory[In, Out], nice: int) -> HandlerFactory[In, Out]:
+def _niced(factory: HandlerFactory[In, Out], nice: int, instances: int) -> HandlerFactory[In, Out]:
     """The factory, run after lowering its instance thread's priority (the model's own
-    thread pools, started while it loads, inherit it)."""
+    thread pools, started while it loads, inherit it). Express instances (indexes from
+    ``instances`` on) get half the lowering: a light caller's one item, computing beside a
+    flood's, then takes most of a core instead of an equal slice of a full CPU."""
 
     def build(index: int) -> Any:
-        lower_thread_priority(nice)
+        lower_thread_priority(nice if index < instances else nice // 2)
         return factory(index)
 
     return build
@@ -80,7 +83,7 @@ def make_batcher(
     """
     recording = RecordingObserver()
     if settings.compute_nice:
-        factory = _niced(factory, settings.compute_nice)
+        factory = _niced(factory, settings.compute_nice, instances)
     device = cpu_device() if on_cpu else None
     per_instance = threads if threads > 0 else cpu_device().parallelism
     batcher: Batcher[In, Out] = Batcher(

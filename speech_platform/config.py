@@ -87,6 +87,12 @@ class BatcherSettings(BaseModel):
     #: work waiting): a lone caller, e.g. every client behind one proxy without auth, may
     #: use the whole queue.
     caller_presence_s: float = Field(10.0, ge=0)
+    #: Instances on top of ``instances`` that run only the work of a caller with nothing
+    #: running on this model, at half the compute_nice: a light caller's request starts at
+    #: once while a flood keeps every other instance busy (a running item cannot be
+    #: interrupted). Each is one more thread, and one more model copy where instances do
+    #: not share weights.
+    express_instances: int = Field(0, ge=0, le=8)
 
 
 class SttBatcherSettings(BatcherSettings):
@@ -115,6 +121,10 @@ class PiperBatcherSettings(BatcherSettings):
     #: lifts them back to their first sentence's level and no further, so a flood's
     #: overtaken sentences never climb past other callers' new requests (batcher.core).
     priority_aging_max_levels: int = Field(3, ge=0)
+    #: Piper's instances share one session (no weights copied), so a third thread for
+    #: light callers costs no memory; beside a flood it keeps a polite caller's sentence
+    #: from waiting for a long one to finish (figures: docs/benchmarks.md, Overload).
+    express_instances: int = Field(1, ge=0, le=8)
 
 
 class KokoroBatcherSettings(BatcherSettings):

@@ -34,3 +34,20 @@ class Metered:
             return items
 
         return run_batch
+
+
+class PerInstance:
+    """Each instance computes only once its own gate is set, and records the batches it
+    ran."""
+
+    def __init__(self, instances: int) -> None:
+        self.gates = [threading.Event() for _ in range(instances)]
+        self.ran: dict[int, list[list[str]]] = {i: [] for i in range(instances)}
+
+    def factory(self, instance: int):
+        def run_batch(items: list[str]) -> list[str]:
+            self.gates[instance].wait(timeout=30)
+            self.ran[instance].append(list(items))
+            return items
+
+        return run_batch
