@@ -152,6 +152,11 @@ class Batcher(Generic[In, Out]):
         self._queues: dict[int, deque[_Request[In, Out]]] = {}
         self._pending = 0
         self._pending_cost = 0.0
+        #: Waiting cost per priority level, and the latest fair start given to any request:
+        #: admission then sums what is ahead of an arrival without walking the queue when
+        #: the arrival's fair start is past every waiting one (a backlog's next request).
+        self._level_cost: dict[int, float] = {}
+        self._latest_fair_at = -math.inf
         self._running = 0
         self._running_cost = 0.0
         self._rate = ServiceRate()
@@ -308,6 +313,10 @@ class Batcher(Generic[In, Out]):
         self._queues.setdefault(request.priority, deque()).append(request)
         self._pending += 1
         self._pending_cost += request.cost
+        self._level_cost[request.priority] = (
+            self._level_cost.get(request.priority, 0.0) + request.cost
+        )
+        self._latest_fair_at = max(self._latest_fair_at, request.fair_at)
         if caller is not None:
             self._caller_queued[caller] = self._caller_queued.get(caller, 0.0) + request.cost
             self._caller_count[caller] = self._caller_count.get(caller, 0) + 1
@@ -487,13 +496,17 @@ class Batcher(Generic[In, Out]):
             return queued + self._promised_cost
         now = self._virtual_now()
         start = max(now, self._caller_clock.get(caller, now))
-        queued = sum(
-            r.cost
-            for level, queue in self._queues.items()
-            if level >= priority
-            for r in queue
-            if r.fair_at <= start and not (without_own and r.caller == caller)
-        )
+        if start >= self._latest_fair_at and not without_own:
+            # Every waiting request's fair start is at or before this one's.
+            queued = sum(c for level, c in self._level_cost.items() if level >= priority)
+        else:
+            queued = sum(
+                r.cost
+                for level, queue in self._queues.items()
+                if level >= priority
+                for r in queue
+                if r.fair_at <= start and not (without_own and r.caller == caller)
+            )
         # Promised work joins the queue at its caller's clock: ahead only if that is earlier.
         promised = sum(
             c
@@ -570,6 +583,7 @@ class Batcher(Generic[In, Out]):
         self._unqueue_caller(request)
         self._pending -= 1
         self._pending_cost -= request.cost
+        self._take_level_cost(request.priority, request.cost)
         request.state = _DONE
         if request.timer is not None:
             request.timer.cancel()
@@ -595,6 +609,12 @@ class Batcher(Generic[In, Out]):
                 self.observer.rejected("closed")
                 if not request.future.done():
                     request.future.set_exception(error)
+
+    def _take_level_cost(self, level: int, cost: float) -> None:
+        if self._queues.get(level):
+            self._level_cost[level] = self._level_cost.get(level, 0.0) - cost
+        else:
+            self._level_cost.pop(level, None)  # empty: no float drift kept
 
     def _maybe_quiet(self) -> None:
         if not self._pending and not self._running:
@@ -723,6 +743,7 @@ class Batcher(Generic[In, Out]):
             cost += request.cost
         for request in batch:
             self._queues[request.priority].remove(request)
+            self._take_level_cost(request.priority, request.cost)
             self._unqueue_caller(request)
             self._dispatched_at = max(self._dispatched_at, request.fair_at)
             if request.caller is not None:

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -28,6 +29,35 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class LogThrottle:
+    """At most one line per key every ``interval_s``; the next line says how many were held
+    back (field ``suppressed``). For events that repeat per request under load (a TTS
+    fallback at 1,000 refusals a second would otherwise write 1,000 lines a second): the
+    metric counts each one, the log says that it happens. Keys must be few (engine names,
+    reasons), never caller-chosen strings."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        #: key -> (when its last line was written, lines held back since)
+        self._state: dict[Hashable, tuple[float, int]] = {}
+
+    def warning(self, key: Hashable, message: str, **fields: Any) -> None:
+        now = self._clock()
+        last, held = self._state.get(key, (-float("inf"), 0))
+        if now - last < self._interval_s:
+            self._state[key] = (last, held + 1)
+            return
+        self._state[key] = (now, 0)
+        self._logger.warning(message, extra={**fields, "suppressed": held})
 
 
 def configure_logging(level: str = "WARNING", as_json: bool = True) -> None:

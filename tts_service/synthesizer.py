@@ -35,6 +35,7 @@ from speech_platform.budget import MemoryBudget
 from speech_platform.cache import CacheDoor, cache_key
 from speech_platform.config import TtsSettings
 from speech_platform.errors import InvalidArgument
+from speech_platform.logs import LogThrottle
 from speech_platform.metrics import TTS_TIME_TO_FIRST_AUDIO
 from speech_platform.workpool import FairPool
 from tts_service import ssml
@@ -87,6 +88,9 @@ from tts_service.timings import SentenceTimer, WordTime, mark_times
 from tts_service.voices import Voice, VoiceCatalog
 
 log = logging.getLogger(__name__)
+#: One "tts fallback" line per engine pair and reason every 10 s (tts_fallbacks_total counts
+#: each): under overload every request falls back.
+_FALLBACK_LOG = LogThrottle(log)
 
 #: Bumped whenever the audio for the same inputs would change (cache entries then die).
 PIPELINE_VERSION = 1
@@ -142,9 +146,12 @@ class _Plan:
         if stand_in is None or self.voice is stand_in:
             return False
         count_fallback(self.voice.engine, reason)
-        log.warning(
+        _FALLBACK_LOG.warning(
+            (self.voice.engine, stand_in.engine, reason),
             "tts fallback",
-            extra={"from_voice": self.voice.name, "to_voice": stand_in.name, "reason": reason},
+            from_voice=self.voice.name,
+            to_voice=stand_in.name,
+            reason=reason,
         )
         self.voice = stand_in
         self.fallback_reason = reason

@@ -75,6 +75,9 @@ class VoiceCatalog:
 
     def __init__(self, voices: Iterable[Voice]) -> None:
         self._by_name = {voice.name: voice for voice in voices}
+        #: closest() for the catalog's own voices (every request routes through it; a
+        #: blend, made per request, is not kept, so callers cannot grow this).
+        self._closest: dict[tuple[Voice, str, str], Voice | None] = {}
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -96,6 +99,15 @@ class VoiceCatalog:
         Ties go to ``preferred`` (the engine's default voice), then by name, so the choice is
         stable.
         """
+        key = (voice, engine, preferred)
+        if key in self._closest:
+            return self._closest[key]
+        found = self._closest_uncached(voice, engine, preferred)
+        if self._by_name.get(voice.name) == voice:
+            self._closest[key] = found
+        return found
+
+    def _closest_uncached(self, voice: Voice, engine: str, preferred: str) -> Voice | None:
         candidates = self.list(engine=engine)
         if not candidates:
             return None

@@ -10,8 +10,11 @@ import asyncio
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batcher import Batcher, BatchPolicy
+from tests.batcher.engines import Metered
 
 
 def _engine(gate: threading.Event, order: list[str]):
@@ -121,3 +124,54 @@ async def test_a_flood_that_has_waited_does_not_age_past_a_new_caller():
     gate.set()
     await asyncio.gather(first, *flood, polite)
     await batcher.close()
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abc"), st.integers(0, 3), st.floats(0.5, 4.0)),
+        min_size=1,
+        max_size=30,
+    ),
+    st.lists(st.integers(0, 29), max_size=8),
+    st.integers(0, 5),
+)
+@settings(max_examples=40, deadline=None)
+def test_the_work_counted_ahead_of_an_arrival_is_the_queue_walked_in_fair_order(
+    arrivals, withdrawn, dispatched
+):
+    """Admission sums what is ahead from running totals when it can; that must always
+    equal walking the queue: queued work at the arrival's level or above whose fair start
+    is not after the arrival's."""
+
+    async def scenario() -> None:
+        engine = Metered()
+        batcher: Batcher[int, int] = Batcher(
+            engine.factory, BatchPolicy(max_batch_size=1, max_queue_delay_s=0, admission=False)
+        )
+        await batcher.start()
+        batcher._rate.observe(cost=1.0, seconds=1.0)
+        tasks = [
+            asyncio.ensure_future(batcher.submit(i, cost=cost, priority=level, caller=caller))
+            for i, (caller, level, cost) in enumerate(arrivals)
+        ]
+        await asyncio.sleep(0)
+        for index in withdrawn:
+            if index < len(tasks):
+                tasks[index].cancel()
+        for _ in range(dispatched):
+            engine.permits.release()
+        await asyncio.sleep(0)
+        queued = [r for queue in batcher._queues.values() for r in queue]
+        for caller in "abcd":
+            for level in range(4):
+                now = batcher._virtual_now()
+                start = max(now, batcher._caller_clock.get(caller, now))
+                walked = sum(r.cost for r in queued if r.priority >= level and r.fair_at <= start)
+                assert batcher._ahead_cost(level, caller) == pytest.approx(walked, abs=1e-9)
+        for task in tasks:
+            task.cancel()
+        for _ in range(len(arrivals)):
+            engine.permits.release()
+        await batcher.close(0)
+
+    asyncio.run(scenario())
