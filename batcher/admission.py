@@ -43,6 +43,58 @@ class ServiceRate:
             self.seconds_per_cost += self.alpha * (sample - self.seconds_per_cost)
 
 
+class Lateness:
+    """How much later than predicted admitted requests finish, learnt from the ones that
+    waited behind a backlog: a decayed sum of their actual over their predicted times. The
+    rate is learnt from compute alone, so what it cannot see (a noisy neighbour on the host,
+    a later arrival's first sentence overtaking a queued one, the event loop's own share of
+    a full CPU) shows up here, and admission scales its estimates by ``factor`` so the last
+    request it admits still makes its deadline.
+
+    Only predictions of at least ``min_predicted_s`` count: a short request on an idle
+    server is dominated by fixed overheads, which do not scale with the backlog.
+
+    >>> late = Lateness()
+    >>> late.factor
+    1.0
+    >>> for _ in range(10):
+    ...     late.observe(predicted_s=10.0, actual_s=11.0)
+    >>> round(late.factor, 2)
+    1.1
+    >>> late.observe(predicted_s=0.2, actual_s=2.0)    # too short to count
+    >>> round(late.factor, 2)
+    1.1
+    """
+
+    def __init__(
+        self,
+        *,
+        decay: float = 0.95,
+        min_predicted_s: float = 1.0,
+        min_evidence_s: float = 10.0,
+        max_factor: float = 2.0,
+    ) -> None:
+        self.decay = decay
+        self.min_predicted_s = min_predicted_s
+        self.min_evidence_s = min_evidence_s
+        self.max_factor = max_factor
+        self._actual = 0.0
+        self._predicted = 0.0
+
+    def observe(self, *, predicted_s: float, actual_s: float) -> None:
+        if predicted_s < self.min_predicted_s or actual_s < 0:
+            return
+        self._actual = self._actual * self.decay + actual_s
+        self._predicted = self._predicted * self.decay + predicted_s
+
+    @property
+    def factor(self) -> float:
+        """>= 1: earlier than predicted is not trusted (the rate already learns speed)."""
+        if self._predicted < self.min_evidence_s:
+            return 1.0
+        return min(max(self._actual / self._predicted, 1.0), self.max_factor)
+
+
 def estimated_finish_s(
     seconds_per_cost: float,
     *,

@@ -67,7 +67,13 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from batcher.adaptive import AdaptiveDelay
-from batcher.admission import ServiceRate, SharedDevice, estimated_finish_s, shared_finish_s
+from batcher.admission import (
+    Lateness,
+    ServiceRate,
+    SharedDevice,
+    estimated_finish_s,
+    shared_finish_s,
+)
 from batcher.errors import (
     BatcherClosed,
     CallerOverloaded,
@@ -109,6 +115,8 @@ class _Request(Generic[In, Out]):
     caller: Hashable | None = None
     timer: asyncio.TimerHandle | None = None
     state: int = _QUEUED
+    #: Seconds to its finish as estimated at arrival (None: no rate learnt yet).
+    predicted_s: float | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -160,6 +168,8 @@ class Batcher(Generic[In, Out]):
         self._running = 0
         self._running_cost = 0.0
         self._rate = ServiceRate()
+        #: How much later than estimated admitted requests finish (admission scales by it).
+        self._lateness = Lateness()
         #: Per caller: the virtual time its queued work would be served by (fair queuing).
         self._caller_clock: dict[Hashable, float] = {}
         #: The fair start of the latest request dispatched: the system's virtual time
@@ -294,7 +304,7 @@ class Batcher(Generic[In, Out]):
             self.observer.rejected("deadline")
             raise DeadlineExpired(f"{self.policy.name}: deadline already passed on arrival")
         self.check_room(1, caller)
-        self._admit(float(cost), int(priority), timeout_s, caller)
+        predicted = self._admit(float(cost), int(priority), timeout_s, caller)
         loop = asyncio.get_running_loop()
         now = loop.time()
         request: _Request[In, Out] = _Request(
@@ -307,6 +317,7 @@ class Batcher(Generic[In, Out]):
             deadline=None if timeout_s is None else now + timeout_s,
             future=loop.create_future(),
             caller=caller,
+            predicted_s=predicted,
         )
         if request.deadline is not None:
             request.timer = loop.call_at(request.deadline, self._expire, request)
@@ -330,6 +341,7 @@ class Batcher(Generic[In, Out]):
             if request.state == _QUEUED:
                 self._withdraw(request)
                 self.observer.rejected("cancelled")
+                self._observe_unfinished(request)
                 self._dispatch()
             raise
 
@@ -548,17 +560,23 @@ class Batcher(Generic[In, Out]):
 
     def _admit(
         self, cost: float, priority: int, timeout_s: float | None, caller: Hashable | None
-    ) -> None:
-        """Raises Overloaded when the request is predicted to finish too late."""
+    ) -> float | None:
+        """Raises Overloaded when the request is predicted to finish too late (the estimate
+        scaled by the lateness learnt so far); returns the unscaled estimate, which its
+        finish is later compared with (None until a rate is learnt)."""
         policy = self.policy
         self._note_arrival(caller)
+        estimate = self.estimated_finish_s(cost, priority, caller)
+        if estimate is None:
+            return None
+        late = self._lateness.factor
+        finish = estimate * late
         limits = [t for t in (timeout_s, policy.latency_objective_s or None) if t is not None]
         if not policy.admission or not limits:
-            return
-        finish = self.estimated_finish_s(cost, priority, caller)
+            return estimate
         limit = min(limits)
-        if finish is None or finish <= limit:
-            return
+        if finish <= limit:
+            return estimate
         self.observer.rejected("admission")
         bound = "deadline" if timeout_s is not None and limit == timeout_s else "latency objective"
         message = (
@@ -568,7 +586,7 @@ class Batcher(Generic[In, Out]):
         retry = min(max(finish - limit, 0.1), 60.0)
         if caller is not None and self._others_present(caller):
             alone = self.estimated_finish_s(cost, priority, caller, without_own=True)
-            if alone is not None and alone <= limit:
+            if alone is not None and alone * late <= limit:
                 raise CallerOverloaded(
                     message + ", behind this caller's own waiting work; retry once it is done",
                     retry_after_s=retry,
@@ -590,11 +608,22 @@ class Batcher(Generic[In, Out]):
         self.observer.pending_changed(self._pending)
         self._maybe_quiet()
 
+    def _observe_unfinished(self, request: _Request[In, Out]) -> None:
+        """A request that left the queue (deadline, caller gone) after its predicted finish
+        was late by at least that much: the requests admitted too late are the ones that
+        never finish, so they must count."""
+        if request.predicted_s is None or self._loop is None:
+            return
+        waited = self._loop.time() - request.enqueued_at
+        if waited > request.predicted_s:
+            self._lateness.observe(predicted_s=request.predicted_s, actual_s=waited)
+
     def _expire(self, request: _Request[In, Out], *, redispatch: bool = True) -> None:
         if request.state != _QUEUED:
             return
         self._withdraw(request)
         self.observer.rejected("deadline")
+        self._observe_unfinished(request)
         if not request.future.done():
             request.future.set_exception(
                 DeadlineExpired(f"{self.policy.name}: deadline passed while queued")
@@ -783,8 +812,13 @@ class Batcher(Generic[In, Out]):
             solo_s = elapsed / device.contention_since(mark)
             device.exit(self.threads_per_instance)
         failed = 0
+        finished_at = self._loop.time()
         for request, outcome in zip(batch, outcomes, strict=True):
             request.state = _DONE
+            if request.predicted_s is not None:
+                self._lateness.observe(
+                    predicted_s=request.predicted_s, actual_s=finished_at - request.enqueued_at
+                )
             left = self._caller_running.get(request.caller, 0) - 1
             if left > 0:
                 self._caller_running[request.caller] = left

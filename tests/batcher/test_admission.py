@@ -103,3 +103,22 @@ def test_a_refusal_is_resource_exhausted_with_its_retry_delay():
     code, message, retry = grpc_status_for(Overloaded("stt: estimated ...", retry_after_s=2.5))
     assert code.name == "RESOURCE_EXHAUSTED" and retry == 2.5 and "estimated" in message
     assert issubclass(Overloaded, QueueFull)
+
+
+async def test_admission_scales_its_estimate_by_how_late_admitted_requests_finished():
+    policy = BatchPolicy(max_batch_size=1, max_queue_delay_s=0)
+    batcher, engine, tasks = await _busy_batcher(policy, queued_cost=5.0)
+    # Estimated 7 s: admitted with an 8 s deadline while estimates have held.
+    tasks.append(asyncio.ensure_future(batcher.submit(2, cost=1.0, timeout_s=8.0)))
+    await asyncio.sleep(0)
+    assert batcher.pending == 2
+    # Requests that waited behind a backlog finished 1.25x later than estimated (a noisy
+    # host, say): the same request is now judged at 7 x 1.25 = 8.75 s and refused.
+    for _ in range(20):
+        batcher._lateness.observe(predicted_s=4.0, actual_s=5.0)
+    with pytest.raises(Overloaded, match=r"estimated to finish in \d+\.\d s"):
+        await batcher.submit(3, cost=1.0, timeout_s=8.0)
+    # Ahead of it now: 5 + 1 queued + half of 2 running, plus its own 1: 8 s, x 1.25.
+    with pytest.raises(Overloaded, match=r"estimated to finish in 10\.0 s"):
+        await batcher.submit(3, cost=1.0, timeout_s=9.0)
+    await _finish(batcher, engine, tasks)
