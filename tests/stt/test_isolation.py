@@ -118,15 +118,27 @@ def faster_whisper_alone(recordings) -> dict[str, list[str]]:
 
 
 def test_no_word_is_duplicated_or_dropped_against_faster_whisper(
-    recordings, alone, faster_whisper_alone
+    recordings, alone, faster_whisper_alone, speech_clips
 ):
+    references = {clip.name: _words(clip.reference) for clip in speech_clips}
     for name, samples in recordings.items():
         if len(samples) > UP_TO_30_S:
             continue
-        assert _duplicated_and_dropped(faster_whisper_alone[name], alone[name]) == (0, 0), (
+        ours, theirs = alone[name], faster_whisper_alone[name]
+        if _duplicated_and_dropped(theirs, ours) == (0, 0):
+            continue
+        # Where the two differ, the reference decides: faster-whisper's own kernels drop
+        # words on some CPUs too (the "And" opening LibriVox 0870 on one AMD EPYC without
+        # AVX-512), and keeping a word that was said is not an insertion. Ours may not add
+        # or drop a word against the reference that faster-whisper does not.
+        assert name in references, (name, theirs, ours)
+        ours_vs_said = _duplicated_and_dropped(references[name], ours)
+        theirs_vs_said = _duplicated_and_dropped(references[name], theirs)
+        assert all(o <= t for o, t in zip(ours_vs_said, theirs_vs_said, strict=True)), (
             name,
-            faster_whisper_alone[name],
-            alone[name],
+            references[name],
+            theirs,
+            ours,
         )
     # The digit string keeps each number once; the clip cut at exactly 30.0 s keeps the
     # words of its last, unfinished sentence (decoded as the rest of its window).
