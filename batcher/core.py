@@ -575,7 +575,8 @@ class Batcher(Generic[In, Out]):
         if not policy.admission or not limits:
             return estimate
         limit = min(limits)
-        if finish <= limit:
+        admitted_until = limit * (1.0 - policy.admission_margin)
+        if finish <= admitted_until:
             return estimate
         self.observer.rejected("admission")
         bound = "deadline" if timeout_s is not None and limit == timeout_s else "latency objective"
@@ -583,10 +584,10 @@ class Batcher(Generic[In, Out]):
             f"{policy.name}: estimated to finish in {finish:.1f} s, after its {bound} "
             f"({limit:.1f} s)"
         )
-        retry = min(max(finish - limit, 0.1), 60.0)
+        retry = min(max(finish - admitted_until, 0.1), 60.0)
         if caller is not None and self._others_present(caller):
             alone = self.estimated_finish_s(cost, priority, caller, without_own=True)
-            if alone is not None and alone * late <= limit:
+            if alone is not None and alone * late <= admitted_until:
                 raise CallerOverloaded(
                     message + ", behind this caller's own waiting work; retry once it is done",
                     retry_after_s=retry,

@@ -48,6 +48,9 @@ class BatchPolicy:
     #: With admission, also refuse what is predicted to take longer than this in all
     #: (queue plus compute), deadline or not; 0 = only deadlines count.
     latency_objective_s: float = 0.0
+    #: With admission, the share of the deadline (or objective) kept in reserve: a request
+    #: is admitted only if predicted to finish this much before it.
+    admission_margin: float = 0.0
     #: The share of ``max_queue_size`` one caller may hold waiting (CallerOverloaded past
     #: it), so that a flood cannot fill the queue for everyone; 1 = no cap of its own.
     max_caller_queue_share: float = 1.0

@@ -39,6 +39,7 @@ def policy_from_settings(settings: BatcherSettings, name: str) -> BatchPolicy:
         target_latency_s=settings.target_latency_ms / 1000.0,
         admission=settings.admission,
         latency_objective_s=settings.latency_objective_ms / 1000.0,
+        admission_margin=settings.admission_margin,
         max_caller_queue_share=settings.max_caller_queue_share,
         caller_presence_s=settings.caller_presence_s,
         express_instances=settings.express_instances,

@@ -74,6 +74,9 @@ class BatcherSettings(BaseModel):
     #: With admission, also refuse what is predicted to take longer than this (ms) in all,
     #: with or without a deadline; 0 = only deadlines count.
     latency_objective_ms: float = Field(0.0, ge=0)
+    #: With admission, the share of the deadline kept in reserve for estimate error: a
+    #: request is admitted only if predicted to finish that much before its deadline.
+    admission_margin: float = Field(0.05, ge=0, lt=1)
     #: CPU priority (Linux nice, 0-19) of this model's compute threads. Above 0 the event
     #: loop's thread (arrivals, refusals, health checks, stream I/O) runs first whenever it
     #: has work, instead of waiting for a time slice among the model threads; the models

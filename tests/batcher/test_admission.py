@@ -122,3 +122,18 @@ async def test_admission_scales_its_estimate_by_how_late_admitted_requests_finis
     with pytest.raises(Overloaded, match=r"estimated to finish in 10\.0 s"):
         await batcher.submit(3, cost=1.0, timeout_s=9.0)
     await _finish(batcher, engine, tasks)
+
+
+async def test_a_margin_keeps_a_share_of_the_deadline_in_reserve():
+    policy = BatchPolicy(max_batch_size=1, max_queue_delay_s=0, admission_margin=0.1)
+    batcher, engine, tasks = await _busy_batcher(policy, queued_cost=5.0)
+    # Estimated 7 s: inside a 7.5 s deadline, but not inside 90 % of it (6.75 s)...
+    with pytest.raises(Overloaded, match=r"estimated to finish in 7\.0 s") as refused:
+        await batcher.submit(2, cost=1.0, timeout_s=7.5)
+    # ...and the retry delay is until it would fit inside that share.
+    assert refused.value.retry_after_s == pytest.approx(0.25)
+    # With 8 s, 90 % is 7.2 s: admitted.
+    tasks.append(asyncio.ensure_future(batcher.submit(3, cost=1.0, timeout_s=8.0)))
+    await asyncio.sleep(0)
+    assert batcher.pending == 2
+    await _finish(batcher, engine, tasks)
