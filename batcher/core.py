@@ -350,6 +350,13 @@ class Batcher(Generic[In, Out]):
         """Threads this batcher keeps busy when every instance computes."""
         return self.instance_count * self.threads_per_instance
 
+    @property
+    def core_seconds_per_cost(self) -> float | None:
+        """Compute one unit of cost takes, in core-seconds (None until a batch finished):
+        comparable between batchers that count cost in the same unit."""
+        per_cost = self._rate.seconds_per_cost
+        return None if per_cost is None else per_cost * self.threads_per_instance
+
     def demand_core_s(self) -> float:
         """The compute it holds, in core-seconds: queued and promised work, and half of what
         is running (on average half done); 0 until a rate is learnt."""

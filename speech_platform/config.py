@@ -245,6 +245,10 @@ class ServerSettings(BaseModel):
     #: memory per thread at the same speed; figures in docs/benchmarks.md); 0 leaves
     #: glibc's 8 per core.
     malloc_arena_max: int = Field(2, ge=0, le=1024)
+    #: Threads each BLAS library in the process (NumPy's OpenBLAS) may use. The models'
+    #: parallelism is their instances'; spare BLAS workers only spin, at the event loop's
+    #: priority (speech_platform/native_threads.py). 0 leaves the library's default.
+    blas_threads: int = Field(1, ge=0, le=1024)
     #: Bytes that requests in flight may hold in all (audio as received, a bound on what
     #: decoding makes of it), in MiB; a request that would pass it gets RESOURCE_EXHAUSTED
     #: before decoding (speech_platform/budget.py). 0 = no limit.
@@ -323,6 +327,12 @@ class TtsSettings(BaseModel):
     kokoro_instances: int = Field(1, ge=1, le=64)
     #: "cuda" runs Kokoro on a GPU (gpu image: onnxruntime-gpu); Piper stays on the CPU.
     kokoro_device: Literal["cpu", "cuda"] = "cpu"
+    #: When an overloaded engine's requests go to the other engine's stand-in voice:
+    #: "adds_capacity" when that engine is on another device or costs less compute per
+    #: phoneme on the same one (on one CPU, Piper's overload sent to Kokoro takes ~10x the
+    #: CPU per sentence from everyone: docs/benchmarks.md); "always"; "never". A failing
+    #: engine's requests always go to the stand-in (unless the request disables fallback).
+    overload_fallback: Literal["adds_capacity", "always", "never"] = "adds_capacity"
     kokoro_threads: int = Field(2, ge=0, le=64)
     piper_batcher: PiperBatcherSettings = Field(default_factory=PiperBatcherSettings)
     kokoro_batcher: KokoroBatcherSettings = Field(default_factory=KokoroBatcherSettings)

@@ -106,6 +106,8 @@ class Engine(abc.ABC, Generic[Prepared]):
     threads_per_instance: int = 1
     #: Computes on this process's CPU (False on a GPU).
     on_cpu: bool = True
+    #: What it computes on ("cpu", "cuda"): engines on one device share its capacity.
+    device: str = "cpu"
     #: What runs the weights: inference libraries with their versions and the device /
     #: execution providers, so cache entries die with a change of either.
     runtime: str
@@ -200,6 +202,10 @@ class Engine(abc.ABC, Generic[Prepared]):
             items=items,
             caller=caller,
         )
+
+    def core_seconds_per_phoneme(self) -> float | None:
+        """Its learnt compute per phoneme (None until it rendered a sentence)."""
+        return self._require_batcher().core_seconds_per_cost
 
     def check_room(self, items: int, caller: str | None = None) -> None:
         """Raises QueueFull when ``items`` more would overflow the queue (the engine is

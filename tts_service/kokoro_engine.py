@@ -115,6 +115,7 @@ class KokoroEngine(Engine[PreparedItem]):
         self._threads = settings.kokoro_threads
         self.threads_per_instance = settings.kokoro_threads
         self.on_cpu = settings.kokoro_device == "cpu"
+        self.device = settings.kokoro_device
         self._providers = onnx_providers(settings.kokoro_device)
         self.runtime = f"{versions_of('kokoro-onnx', 'onnxruntime')}; {','.join(self._providers)}"
         self._model_path: Path | None = None

@@ -2,7 +2,8 @@
 
 A named voice decides the engine; without one the tier does (STANDARD: Piper, HIGH:
 Kokoro). The stand-in is the other engine's closest voice (same language and gender where it
-has one), used when the chosen engine is overloaded (its queue is full) or failing.
+has one), used when the chosen engine is failing, or overloaded where moving the work adds
+capacity (``tts.overload_fallback``; the synthesizer decides, since it knows the engines).
 """
 
 from __future__ import annotations

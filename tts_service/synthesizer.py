@@ -120,6 +120,8 @@ class _Plan:
     #: What the request holds until it ends (its share of the memory budget).
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     fallback_reason: str = ""
+    #: Whether the stand-in also takes the voice's engine's overload (``Synthesizer.spills``).
+    spills: bool = True
     voice: Voice = field(init=False)
     #: The normalised text with its map back to the request's characters (word timings).
     aligned: AlignedText = field(init=False)
@@ -141,9 +143,12 @@ class _Plan:
         )
 
     def switch_to_fallback(self, reason: str) -> bool:
-        """Moves to the stand-in voice once; False if there is none (or it already did)."""
+        """Moves to the stand-in voice once; False if there is none (or it already did, or
+        the reason is overload and the stand-in would add no capacity)."""
         stand_in = self.route.fallback
         if stand_in is None or self.voice is stand_in:
+            return False
+        if reason == OVERLOADED and not self.spills:
             return False
         count_fallback(self.voice.engine, reason)
         _FALLBACK_LOG.warning(
@@ -489,7 +494,8 @@ class Synthesizer:
         deadline = None
         if request.timeout_s is not None and math.isfinite(request.timeout_s):
             deadline = time.monotonic() + request.timeout_s
-        self._precheck(request, route)
+        spills = self.spills(route)
+        self._precheck(request, route, spills)
         if len(text) <= INLINE_TEXT_CHARS:
             spoken = _split(request)
         else:
@@ -517,6 +523,7 @@ class Synthesizer:
             speaking_rate,
             gain_db,
             deadline,
+            spills=spills,
         )
         plan.aligned = spoken.aligned
         plan.styles = spoken.styles or [PLAIN] * len(sentences)
@@ -553,12 +560,32 @@ class Synthesizer:
             raise InvalidArgument(f"text has nothing that voice {voice.name} can speak")
         return items
 
-    def _precheck(self, request: SynthesisRequest, route: Route) -> None:
+    def spills(self, route: Route) -> bool:
+        """Whether ``route``'s stand-in takes its voice's overload (tts.overload_fallback):
+        under "adds_capacity", only from another device or at a lower learnt compute per
+        phoneme on the same one. Moving work onto the same cores at a higher cost per
+        sentence serves fewer callers, not more."""
+        policy = self.settings.overload_fallback
+        if route.fallback is None or policy == "never":
+            return False
+        if policy == "always":
+            return True
+        source = self.engines[route.voice.engine]
+        target = self.engines.get(route.fallback.engine)
+        if target is None:
+            return False
+        if target.device != source.device:
+            return True
+        own, theirs = source.core_seconds_per_phoneme(), target.core_seconds_per_phoneme()
+        return own is None or theirs is None or theirs < own
+
+    def _precheck(self, request: SynthesisRequest, route: Route, spills: bool) -> None:
         """Refuses (Overloaded) before any text work a request that would finish too late
         even at its length as sent (spelling out only lengthens it) on its voice and on
         its stand-in: a flood of long texts then costs little."""
         sentences = max(len(request.text) // DEFAULT_MAX_SENTENCE_CHARS, 1)
-        voices = [v for v in (route.voice, route.fallback) if v is not None]
+        stand_in = route.fallback if spills else None
+        voices = [v for v in (route.voice, stand_in) if v is not None]
         for index, voice in enumerate(voices):
             try:
                 with self.engines[voice.engine].reserve(

@@ -17,6 +17,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
+from threadpoolctl import threadpool_info
 
 from speech.v1 import stt_pb2, stt_pb2_grpc
 from speech_platform.service import SpeechService
@@ -103,6 +104,14 @@ async def test_health_watch_streams_the_status(stt_server: RunningServer) -> Non
         first = await watch.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING
         watch.cancel()
+
+
+async def test_a_started_server_runs_blas_on_its_callers_thread(
+    stt_server: RunningServer,
+) -> None:
+    """NumPy's OpenBLAS would otherwise keep a spinning worker per core (native_threads)."""
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert blas and {lib["num_threads"] for lib in blas} == {1}
 
 
 async def test_reflection_v1_answers_like_v1alpha(stt_server: RunningServer) -> None:

@@ -1,9 +1,13 @@
 """Fallback between engines over real gRPC: an overloaded engine (its queue is full) and a
-failing one (a corrupt voice asset makes the real Kokoro graph fail)."""
+failing one (a corrupt voice asset makes the real Kokoro graph fail). Both engines run on
+this CPU, so by default (tts.overload_fallback "adds_capacity") Kokoro's overload spills
+to the cheaper Piper and Piper's does not spill to the dearer Kokoro."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -57,11 +61,37 @@ async def fallbacks(server, from_engine: str, reason: str) -> float:
     )
 
 
-async def test_overloaded_piper_falls_back_to_the_closest_kokoro_voice(server, tts):
+@contextlib.contextmanager
+def overload_fallback(server, policy: str) -> Iterator[None]:
+    settings = server.server.settings.tts
+    was = settings.overload_fallback
+    settings.overload_fallback = policy
+    try:
+        yield
+    finally:
+        settings.overload_fallback = was
+
+
+async def test_overloaded_piper_does_not_spill_onto_the_dearer_kokoro_on_the_same_cpu(
+    server, tts
+):
     before = await fallbacks(server, "piper", "overloaded")
-    response = await tts.Synthesize(
-        tts_pb2.SynthesizeRequest(text=THREE_SENTENCES, voice=PIPER_VOICE), timeout=120
-    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await tts.Synthesize(
+            tts_pb2.SynthesizeRequest(text=THREE_SENTENCES, voice=PIPER_VOICE), timeout=120
+        )
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "piper" in caught.value.details() and "no room for 3 more" in caught.value.details()
+    assert "retry-after-ms" in dict(caught.value.trailing_metadata() or ())
+    assert await fallbacks(server, "piper", "overloaded") == before
+
+
+async def test_overloaded_piper_falls_back_to_the_closest_kokoro_voice_when_told_to(server, tts):
+    before = await fallbacks(server, "piper", "overloaded")
+    with overload_fallback(server, "always"):
+        response = await tts.Synthesize(
+            tts_pb2.SynthesizeRequest(text=THREE_SENTENCES, voice=PIPER_VOICE), timeout=120
+        )
     # Joe is an American man: the stand-in is an American male Kokoro voice.
     assert (response.engine, response.voice) == ("kokoro", "am_adam")
     assert response.fallback and response.fallback_reason == "overloaded"
@@ -94,10 +124,16 @@ async def test_concurrent_load_beyond_the_queue_spills_over(server, tts):
     assert await fallbacks(server, "kokoro", "overloaded") == before + len(spilled)
 
 
-@pytest.mark.parametrize("disable_fallback", [True, False], ids=["no-fallback", "both-full"])
-async def test_overload_with_nowhere_to_go_is_resource_exhausted(server, tts, disable_fallback):
+@pytest.mark.parametrize(
+    ("disable_fallback", "policy", "tried_piper"),
+    [(True, "adds_capacity", 0), (False, "adds_capacity", 1), (False, "never", 0)],
+    ids=["no-fallback", "both-full", "policy-never"],
+)
+async def test_overload_with_nowhere_to_go_is_resource_exhausted(
+    server, tts, disable_fallback, policy, tried_piper
+):
     before = await fallbacks(server, "kokoro", "overloaded")
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
+    with overload_fallback(server, policy), pytest.raises(grpc.aio.AioRpcError) as caught:
         await tts.Synthesize(
             tts_pb2.SynthesizeRequest(
                 text=FOUR_SENTENCES,
@@ -110,7 +146,6 @@ async def test_overload_with_nowhere_to_go_is_resource_exhausted(server, tts, di
     assert "no room for 4 more" in caught.value.details()
     metadata = dict(caught.value.trailing_metadata() or ())
     assert "retry-after-ms" in metadata
-    tried_piper = 0 if disable_fallback else 1
     assert await fallbacks(server, "kokoro", "overloaded") == before + tried_piper
 
 
