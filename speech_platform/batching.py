@@ -14,6 +14,7 @@ from batcher import (
     RecordingObserver,
     SharedDevice,
 )
+from speech_platform.compute_clock import NicedThreadsClock
 from speech_platform.config import BatcherSettings
 from speech_platform.metrics import (
     BATCH_QUEUED_CALLERS,
@@ -51,7 +52,8 @@ def policy_from_settings(settings: BatcherSettings, name: str) -> BatchPolicy:
 def cpu_device() -> SharedDevice:
     """The CPU this process may run on, shared by every engine batcher that computes there,
     so that admission in each sees the others' work (batcher.admission.SharedDevice)."""
-    return SharedDevice(parallelism=len(os.sched_getaffinity(0)))
+    clock = NicedThreadsClock() if NicedThreadsClock.available() else None
+    return SharedDevice(parallelism=len(os.sched_getaffinity(0)), compute_clock=clock)
 
 
 def _niced(factory: HandlerFactory[In, Out], nice: int, instances: int) -> HandlerFactory[In, Out]:

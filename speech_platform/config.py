@@ -76,7 +76,7 @@ class BatcherSettings(BaseModel):
     latency_objective_ms: float = Field(0.0, ge=0)
     #: With admission, the share of the deadline kept in reserve for estimate error: a
     #: request is admitted only if predicted to finish that much before its deadline.
-    admission_margin: float = Field(0.05, ge=0, lt=1)
+    admission_margin: float = Field(0.10, ge=0, lt=1)
     #: CPU priority (Linux nice, 0-19) of this model's compute threads. Above 0 the event
     #: loop's thread (arrivals, refusals, health checks, stream I/O) runs first whenever it
     #: has work, instead of waiting for a time slice among the model threads; the models

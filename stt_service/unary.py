@@ -132,7 +132,7 @@ class UnaryTranscription:
                     )
 
         key = ""
-        if self.door.enabled:
+        if self.door.needs_key(config.skip_cache):
             if len(audio) > HASH_ON_LOOP_MAX_BYTES:
                 key = await asyncio.to_thread(transcription_cache_key, request, resolved, audio)
             else:

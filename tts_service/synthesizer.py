@@ -240,8 +240,9 @@ class Synthesizer:
                 words=tuple(words),
             )
 
-        key = synthesis_cache_key(engine, plan, output) if door.enabled else ""
-        result, hit = await door.get_or_compute(key, compute, skip=plan.request.skip_cache)
+        skip = plan.request.skip_cache
+        key = synthesis_cache_key(engine, plan, output) if door.needs_key(skip) else ""
+        result, hit = await door.get_or_compute(key, compute, skip=skip)
         return replace(
             result,
             marks=tuple(mark_times(plan.request.marks, result.words, result.duration_s)),
@@ -294,7 +295,11 @@ class Synthesizer:
             output = plan.output()
             started = False
             try:
-                key = synthesis_cache_key(engine, plan, output, "stream") if door.enabled else ""
+                key = (
+                    synthesis_cache_key(engine, plan, output, "stream")
+                    if door.needs_key(plan.request.skip_cache)
+                    else ""
+                )
                 chunks = door.stream(
                     key,
                     functools.partial(self._render_stream, engine, plan, output),

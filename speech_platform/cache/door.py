@@ -49,6 +49,12 @@ class CacheDoor(Generic[R]):
     def enabled(self) -> bool:
         return self.cache is not None
 
+    def needs_key(self, skip: bool) -> bool:
+        """Whether a request's key will be used: not without a cache, nor when it skips the
+        cache (neither read nor written), so a caller need not hash its input (~0.15 ms per
+        100 KB on the event loop, for each of a burst's calls)."""
+        return self.cache is not None and not skip
+
     async def get_or_compute(
         self, key: str, compute: Callable[[], Awaitable[R]], *, skip: bool = False
     ) -> tuple[R, bool]:

@@ -111,6 +111,42 @@ def test_contention_never_speeds_a_batch_up():
     assert cpu.contention_since(mark) == 1.0
 
 
+def test_measured_contention_is_running_plus_waiting_over_running():
+    """With a compute clock, what the threads waited for a CPU decides, not the count of
+    busy threads: here one thread on two cores (counted: no contention) waited 0.6 s for
+    every 1 s it ran, because something outside the batchers took the CPU."""
+    times = iter([0.0, 0.0, 1.0])
+    readings = iter([(10.0, 4.0), (11.0, 4.6)])
+    cpu = SharedDevice(
+        parallelism=2, clock=lambda: next(times), compute_clock=lambda: next(readings)
+    )
+    mark = cpu.enter(1.0)
+    assert cpu.contention_since(mark) == pytest.approx(1.6)
+
+
+@pytest.mark.parametrize(
+    ("later", "why"),
+    [((10.001, 4.5), "too little CPU time to judge by"), (None, "the clock stopped answering")],
+)
+def test_without_a_usable_reading_busy_threads_per_core_stand_in(later, why):
+    times = iter([0.0, 0.0, 1.0])
+    readings = iter([(10.0, 4.0), later])
+    cpu = SharedDevice(
+        parallelism=1, clock=lambda: next(times), compute_clock=lambda: next(readings)
+    )
+    mark = cpu.enter(3.0)  # three threads on one core for the whole second
+    assert cpu.contention_since(mark) == pytest.approx(3.0), why
+
+
+def test_measured_contention_never_speeds_a_batch_up():
+    times = iter([0.0, 0.0, 1.0])
+    readings = iter([(0.0, 0.0), (1.0, 0.0)])
+    cpu = SharedDevice(
+        parallelism=2, clock=lambda: next(times), compute_clock=lambda: next(readings)
+    )
+    assert cpu.contention_since(cpu.enter(1.0)) == 1.0
+
+
 async def _running_one(batcher: Batcher, caller: str) -> asyncio.Future:
     busy = asyncio.ensure_future(batcher.submit(0, caller=caller))
     async with asyncio.timeout(10):
