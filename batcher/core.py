@@ -595,9 +595,14 @@ class Batcher(Generic[In, Out]):
         if caller is not None and self._others_present(caller):
             alone = self.estimated_finish_s(cost, priority, caller, without_own=True)
             if alone is not None and alone * late <= admitted_until:
+                # Retry once the caller's own waiting work is done, not as soon as the
+                # overshoot has drained: a flood's many refused requests would otherwise
+                # all come back for each place that frees (200 callers of one principal
+                # retried ~170 times a second, taking the event loop from everyone).
+                own_s = finish - alone * late
                 raise CallerOverloaded(
                     message + ", behind this caller's own waiting work; retry once it is done",
-                    retry_after_s=retry,
+                    retry_after_s=min(max(own_s, retry), 60.0),
                 )
         raise Overloaded(message + "; retry later or on another replica", retry_after_s=retry)
 

@@ -227,8 +227,11 @@ async def test_a_refusal_caused_by_the_callers_own_backlog_says_so():
     polite = asyncio.ensure_future(batcher.submit(8, caller="polite", timeout_s=3.0))
     await asyncio.sleep(0)
     # ...and now the flood's next is late because of its own waiting work.
-    with pytest.raises(CallerOverloaded, match="this caller's own waiting work"):
+    with pytest.raises(CallerOverloaded, match="this caller's own waiting work") as own:
         await batcher.submit(9, caller="flood", timeout_s=3.0)
+    # Its retry delay is until its own five waiting seconds are done (7.5 s predicted with
+    # them, 2.5 s without), not the 4.5 s it overshoots by.
+    assert own.value.retry_after_s == pytest.approx(5.0)
     # Without a caller the same request is late because of everyone's work: plain Overloaded.
     with pytest.raises(Overloaded) as anonymous:
         await batcher.submit(7, timeout_s=3.0)
