@@ -76,7 +76,7 @@ class BatcherSettings(BaseModel):
     latency_objective_ms: float = Field(0.0, ge=0)
     #: With admission, the share of the deadline kept in reserve for estimate error: a
     #: request is admitted only if predicted to finish that much before its deadline.
-    admission_margin: float = Field(0.10, ge=0, lt=1)
+    admission_margin: float = Field(0.15, ge=0, lt=1)
     #: CPU priority (Linux nice, 0-19) of this model's compute threads. Above 0 the event
     #: loop's thread (arrivals, refusals, health checks, stream I/O) runs first whenever it
     #: has work, instead of waiting for a time slice among the model threads; the models
@@ -249,6 +249,10 @@ class ServerSettings(BaseModel):
     #: parallelism is their instances'; spare BLAS workers only spin, at the event loop's
     #: priority (speech_platform/native_threads.py). 0 leaves the library's default.
     blas_threads: int = Field(1, ge=0, le=1024)
+    #: How long, in ms, a thread waiting for the GIL lets the holder keep it (CPython's
+    #: default is 5): shorter, the event loop takes a burst's calls in sooner while model
+    #: threads run Python (speech_platform/native_threads.py). 0 leaves CPython's default.
+    gil_switch_interval_ms: float = Field(0.5, ge=0, le=100)
     #: Bytes that requests in flight may hold in all (audio as received, a bound on what
     #: decoding makes of it), in MiB; a request that would pass it gets RESOURCE_EXHAUSTED
     #: before decoding (speech_platform/budget.py). 0 = no limit.

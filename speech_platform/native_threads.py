@@ -1,6 +1,7 @@
-"""How many threads the native libraries a speech server loads may start for themselves.
+"""Process-wide thread settings a speech server needs: how many threads the native
+libraries it loads may start for themselves, and how long the event loop waits for the GIL.
 
-NumPy's bundled OpenBLAS keeps a worker thread per core and, after each
+**BLAS threads.** NumPy's bundled OpenBLAS keeps a worker thread per core and, after each
 matrix product it spreads over them, lets the workers spin for a while waiting for the
 next. A server computes in its model instances' own threads (that is where its
 parallelism is configured), and the products NumPy runs for it are small (Whisper's mel
@@ -10,13 +11,18 @@ BLAS in the process run on its caller's thread. Measured in docs/benchmarks.md
 ("Overload"): the worker was the server's busiest thread after the event loop, and
 capping it raised a 2-core server's capacity by about a quarter.
 
-The event loop's own wait for the GIL behind model threads (CPython's 5 ms switch
-interval) was measured too: 0.5 ms made refusals no faster, so it is left alone.
+**GIL hand-off.** A thread that wants the GIL waits up to ``sys.getswitchinterval()``
+(5 ms by default) before it asks the holder to let go. The event loop takes the GIL after
+every poll, and the threads around the models run Python between native calls (batch
+assembly, decoding, phonemizing, encoding); gRPC hands the loop one new call per turn, so
+under a burst every turn's wait delays every later arrival. ``favour_event_loop`` shortens
+the wait (figures in docs/benchmarks.md, "Overload").
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Protocol
 
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -26,12 +32,15 @@ log = logging.getLogger(__name__)
 
 class ThreadSettings(Protocol):
     blas_threads: int
+    gil_switch_interval_ms: float
 
 
 def tune_native_threads(settings: ThreadSettings) -> None:
-    """Applies the settings (``blas_threads`` 0 leaves the libraries' default)."""
+    """Applies both settings (0 leaves either as it is)."""
     if settings.blas_threads:
         limit_blas_threads(settings.blas_threads)
+    if settings.gil_switch_interval_ms:
+        favour_event_loop(settings.gil_switch_interval_ms / 1000.0)
 
 
 def limit_blas_threads(threads: int) -> list[str]:
@@ -48,3 +57,7 @@ def limit_blas_threads(threads: int) -> list[str]:
     log.debug("blas threads", extra={"threads": threads, "libraries": capped})
     return capped
 
+
+def favour_event_loop(switch_interval_s: float) -> None:
+    """Sets how long a thread waiting for the GIL lets the holder keep it."""
+    sys.setswitchinterval(switch_interval_s)
