@@ -128,6 +128,8 @@ ComputeClock = Callable[[], tuple[float, float] | None]
 
 #: Less CPU time than this between two marks is too little to measure contention from.
 _MIN_MEASURED_RUN_S = 0.002
+#: A measured contention is believed up to this multiple of the busy-thread count's.
+_MAX_MEASURED_OVER_COUNTED = 2.0
 
 
 class DeviceMember(Protocol):
@@ -207,17 +209,23 @@ class SharedDevice:
 
     def contention_since(self, mark: Mark) -> float:
         """How many times slower than alone work ran since ``mark``, at least 1: (running +
-        waiting) / running of the compute threads, else the mean busy threads per core."""
+        waiting) / running of the compute threads, else the mean busy threads per core.
+
+        A measurement is believed up to twice the counted contention (outside work that
+        slows the members down as much again as they slow each other; a burst's intake
+        measured 1.35x): a reading dominated by threads that only waited (another server's,
+        left in a test process) must not make a batch look many times faster than it ran,
+        and so every later estimate far too short. A safety net, not a model."""
         now = self._advance(measure=mark.cpu is not None)
+        elapsed = now.at - mark.at
+        busy = (now.busy_area - mark.busy_area) / elapsed if elapsed > 0 else self._busy
+        counted = max(busy / self.parallelism, 1.0)
         if mark.cpu is not None and now.cpu is not None:
             ran = now.cpu[0] - mark.cpu[0]
             waited = now.cpu[1] - mark.cpu[1]
             if ran >= _MIN_MEASURED_RUN_S and waited >= 0:
-                return max((ran + waited) / ran, 1.0)
-        elapsed = now.at - mark.at
-        if elapsed <= 0:
-            return max(self._busy / self.parallelism, 1.0)
-        return max((now.busy_area - mark.busy_area) / elapsed / self.parallelism, 1.0)
+                return max(min((ran + waited) / ran, _MAX_MEASURED_OVER_COUNTED * counted), 1.0)
+        return counted
 
     def _advance(self, *, measure: bool = False) -> Mark:
         now = self._clock()

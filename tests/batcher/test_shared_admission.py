@@ -124,6 +124,17 @@ def test_measured_contention_is_running_plus_waiting_over_running():
     assert cpu.contention_since(mark) == pytest.approx(1.6)
 
 
+def test_a_measurement_is_believed_up_to_twice_the_counted_contention():
+    """Threads that only waited (here 9 s for 1 s run) cannot make a batch look ten times
+    faster than it ran: one busy thread on two cores (counted 1) is believed up to 2."""
+    times = iter([0.0, 0.0, 1.0])
+    readings = iter([(0.0, 0.0), (1.0, 9.0)])
+    cpu = SharedDevice(
+        parallelism=2, clock=lambda: next(times), compute_clock=lambda: next(readings)
+    )
+    assert cpu.contention_since(cpu.enter(1.0)) == pytest.approx(2.0)
+
+
 @pytest.mark.parametrize(
     ("later", "why"),
     [((10.001, 4.5), "too little CPU time to judge by"), (None, "the clock stopped answering")],

@@ -23,8 +23,8 @@ from tests.support.server import test_settings as server_settings
 
 pytestmark = pytest.mark.slow
 
-CALLS = 200
-DEADLINE_S = 8.0
+CALLS = 400
+DEADLINE_S = 4.0
 
 
 @pytest.fixture(scope="module")
