@@ -66,7 +66,7 @@ class SingleFlight(Generic[T]):
             flight.task.exception()  # retrieved here so an unjoined failure is not logged
 
 
-class _Broadcast:
+class StreamRun:
     """Chunks produced so far plus a wake-up for followers."""
 
     def __init__(self) -> None:
@@ -93,22 +93,33 @@ class _Broadcast:
 
 class StreamFlight:
     def __init__(self) -> None:
-        self._flights: dict[str, _Broadcast] = {}
+        self._flights: dict[str, StreamRun] = {}
+
+    def current(self, key: str) -> StreamRun | None:
+        """The run for ``key`` now, if any: a caller about to look the key up elsewhere
+        keeps it, so that a run which stores its result and ends during that lookup (the
+        lookup having missed the store) is replayed rather than started again."""
+        return self._flights.get(key)
 
     async def stream(
         self,
         key: str,
         produce: Callable[[], AsyncGenerator[bytes, None]],
         on_complete: Callable[[list[bytes]], Awaitable[None]] | None = None,
+        *,
+        seen: StreamRun | None = None,
     ) -> AsyncGenerator[tuple[bytes, bool], None]:
         """Yields (chunk, joined). The first caller starts ``produce``; identical callers
         arriving while it runs replay its chunks and follow it. ``on_complete`` gets all
         chunks once ``produce`` ended without error (to store them); callers' streams end
-        after it returns."""
+        after it returns. ``seen``: the run ``current`` gave this caller earlier; if it has
+        ended since, without error, the caller replays it."""
         flight = self._flights.get(key)
+        if flight is None and seen is not None and seen.finished and seen.error is None:
+            flight = seen
         joined = flight is not None
         if flight is None:
-            flight = _Broadcast()
+            flight = StreamRun()
             self._flights[key] = flight
             flight.task = asyncio.ensure_future(self._pump(key, flight, produce, on_complete))
         flight.callers += 1
@@ -133,7 +144,7 @@ class StreamFlight:
     async def _pump(
         self,
         key: str,
-        flight: _Broadcast,
+        flight: StreamRun,
         produce: Callable[[], AsyncGenerator[bytes, None]],
         on_complete: Callable[[list[bytes]], Awaitable[None]] | None,
     ) -> None:

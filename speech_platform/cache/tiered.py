@@ -122,6 +122,7 @@ class TieredCache:
                 async for chunk in chunks:
                     yield chunk, False
             return
+        seen = self._streams.current(key)
         cached = await self._lookup(key)
         if cached is not None:
             try:
@@ -140,7 +141,8 @@ class TieredCache:
             await self.put(service, key, encode_chunks(chunks))
 
         first = True
-        async with contextlib.aclosing(self._streams.stream(key, produce, store)) as live:
+        live_stream = self._streams.stream(key, produce, store, seen=seen)
+        async with contextlib.aclosing(live_stream) as live:
             async for chunk, joined in live:
                 if first and joined:
                     metrics.CACHE_SINGLEFLIGHT_JOINS.labels(service, "local").inc()

@@ -7,12 +7,14 @@ import asyncio
 import signal
 import sys
 import textwrap
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
 import redis
 
 from speech_platform.cache import build_cache, cache_key
+from speech_platform.cache.singleflight import StreamFlight, StreamRun
 from speech_platform.config import CacheSettings
 from speech_platform.errors import InvalidArgument
 from tests.platform.cache.helpers import HashingCompute, metric, replica, wait_until
@@ -176,3 +178,63 @@ async def test_waiters_wake_at_once_when_the_holder_has_nothing_to_share(
     client.close()
     await pod_a.close()
     await pod_b.close()
+
+
+class GatedStream:
+    """A stream producer that, after its first chunk, waits to be released; it counts its
+    runs, and with ``fail_first`` its first run fails instead of finishing."""
+
+    def __init__(self, *, fail_first: bool = False) -> None:
+        self.runs = 0
+        self.fail_first = fail_first
+        self.halfway = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def produce(self) -> AsyncGenerator[bytes, None]:
+        self.runs += 1
+        yield b"one"
+        self.halfway.set()
+        await self.release.wait()
+        if self.fail_first and self.runs == 1:
+            raise RuntimeError("engine failed")
+        yield b"two"
+
+
+async def test_a_stream_run_that_ends_during_a_callers_lookup_is_replayed_not_rerun() -> None:
+    """The race a straggler meets: it looks the key up while a run is live, the run stores
+    its chunks and ends, and the lookup (sent before the store) misses. Holding the run it
+    saw, it replays that run instead of starting a second one."""
+    flights = StreamFlight()
+    gated = GatedStream()
+
+    async def consume(seen: StreamRun | None = None) -> list[tuple[bytes, bool]]:
+        return [item async for item in flights.stream("k", gated.produce, seen=seen)]
+
+    first = asyncio.ensure_future(consume())
+    await gated.halfway.wait()
+    seen = flights.current("k")  # the straggler's lookup begins while the run is live...
+    gated.release.set()
+    assert await first == [(b"one", False), (b"two", False)]
+    assert flights.current("k") is None  # ...and the run has ended before it comes back
+    assert await consume(seen) == [(b"one", True), (b"two", True)]
+    assert gated.runs == 1
+    # Without what it saw, the same caller would have run it again.
+    assert await consume() == [(b"one", False), (b"two", False)]
+    assert gated.runs == 2
+
+
+async def test_a_failed_run_seen_before_is_not_replayed() -> None:
+    flights = StreamFlight()
+    gated = GatedStream(fail_first=True)
+
+    async def consume(seen: StreamRun | None = None) -> list[bytes]:
+        return [chunk async for chunk, _ in flights.stream("k", gated.produce, seen=seen)]
+
+    first = asyncio.ensure_future(consume())
+    await gated.halfway.wait()
+    seen = flights.current("k")
+    gated.release.set()
+    with pytest.raises(RuntimeError):
+        await first
+    assert await consume(seen) == [b"one", b"two"]
+    assert gated.runs == 2
