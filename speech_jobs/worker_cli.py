@@ -27,7 +27,7 @@ from speech_jobs.worker import WorkerRuntime, register_tasks
 from speech_platform.config import Settings, load_settings
 from speech_platform.logs import configure_logging
 from speech_platform.memory import limit_malloc_arenas
-from speech_platform.native_threads import tune_native_threads
+from speech_platform.native_threads import limit_blas_threads
 
 _KINDS = {"transcription": JobKind.TRANSCRIPTION, "synthesis": JobKind.SYNTHESIS}
 
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.server.log_level, settings.server.log_json)
     if settings.server.malloc_arena_max:
         limit_malloc_arenas(settings.server.malloc_arena_max)
-    tune_native_threads(settings.server)
+    if settings.server.blas_threads:
+        limit_blas_threads(settings.server.blas_threads)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a worker that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:

@@ -251,7 +251,9 @@ class ServerSettings(BaseModel):
     blas_threads: int = Field(1, ge=0, le=1024)
     #: How long, in ms, a thread waiting for the GIL lets the holder keep it (CPython's
     #: default is 5): shorter, the event loop takes a burst's calls in sooner while model
-    #: threads run Python (speech_platform/native_threads.py). 0 leaves CPython's default.
+    #: threads run Python (speech_platform/native_threads.py). Set by the speech-server
+    #: command for its process (not by a server embedded in another program); 0 leaves
+    #: CPython's default.
     gil_switch_interval_ms: float = Field(0.5, ge=0, le=100)
     #: Bytes that requests in flight may hold in all (audio as received, a bound on what
     #: decoding makes of it), in MiB; a request that would pass it gets RESOURCE_EXHAUSTED

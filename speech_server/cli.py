@@ -9,6 +9,7 @@ import sys
 from speech_platform.config import Settings, load_settings
 from speech_platform.logs import configure_logging
 from speech_platform.memory import limit_malloc_arenas
+from speech_platform.native_threads import tune_native_threads
 from speech_server.server import SpeechServer, serve
 
 _SERVICE_SETS = {"both": ["stt", "tts"], "all": ["stt", "tts", "jobs"]}
@@ -85,6 +86,9 @@ def serve_main(argv: list[str] | None = None) -> None:
     configure_logging(settings.server.log_level, settings.server.log_json)
     if settings.server.malloc_arena_max:
         limit_malloc_arenas(settings.server.malloc_arena_max)
+    # The process-wide GIL hand-off only here, for the process this command owns: a server
+    # started inside another program (tests, an embedding app) leaves that program's as it is.
+    tune_native_threads(settings.server)
     print(
         f"speech-server starting on {settings.server.host}:{settings.server.port} "
         f"(services: {', '.join(settings.server.services)}; loading models...)",

@@ -32,7 +32,7 @@ from speech_platform.cache.factory import build_cache
 from speech_platform.config import Settings
 from speech_platform.interceptors import ServerInterceptor
 from speech_platform.memory import IdleTrim
-from speech_platform.native_threads import tune_native_threads
+from speech_platform.native_threads import limit_blas_threads
 from speech_platform.principals import Authenticator
 from speech_platform.service import ServiceContext, SpeechService
 from speech_server.registry import SERVICES
@@ -77,7 +77,8 @@ class SpeechServer:
     async def start(self) -> None:
         """Opens the port and begins loading models in the background."""
         cfg = self.settings.server
-        tune_native_threads(cfg)
+        if cfg.blas_threads:
+            limit_blas_threads(cfg.blas_threads)
         self.context.cache = build_cache(self.settings.cache)
         for service_name in cfg.services:
             service = SERVICES[service_name](self.context)
