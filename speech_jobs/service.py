@@ -22,6 +22,8 @@ from typing import Protocol
 
 import grpc
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from speech.v1 import jobs_pb2, jobs_pb2_grpc
@@ -228,14 +230,33 @@ class JobsService:
         return to_proto(record, result)
 
 
+#: Replies of a Redis node in the middle of a failover: a connection that reached a node
+#: just demoted to replica (a write refused as READONLY, or WAIT refused on a replica), or
+#: a replica that lost its master. Each passes once Sentinel's new master serves. (redis-py
+#: strips a reply's error code from the message of the exception it maps it to.)
+_FAILOVER_REPLIES = ("WAIT cannot be used with replica", "MASTERDOWN", "READONLY")
+
+
+def in_failover(error: RedisResponseError) -> bool:
+    """Whether a Redis error reply is a failover's transient state, not a fault of ours."""
+    message = str(error)
+    return isinstance(error, RedisReadOnlyError) or any(r in message for r in _FAILOVER_REPLIES)
+
+
 @contextlib.contextmanager
 def _store_reachable() -> Iterator[None]:
-    """A job store (Redis) that cannot be reached is UNAVAILABLE, which clients retry."""
+    """A job store (Redis) that cannot be reached, or is failing over, is UNAVAILABLE,
+    which clients retry."""
     try:
         yield
     except (RedisConnectionError, RedisTimeoutError) as error:
         log.warning("job store unreachable", extra={"error": str(error)})
         raise Unavailable(f"the job store is unreachable ({error}); retry shortly") from None
+    except RedisResponseError as error:
+        if not in_failover(error):
+            raise
+        log.warning("job store failing over", extra={"error": str(error)})
+        raise Unavailable(f"the job store is failing over ({error}); retry shortly") from None
 
 
 #: The caller of a server run without the interceptor's authenticator (in-process tests).

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
+import redis
 
 from speech.v1 import jobs_pb2, jobs_pb2_grpc
 from speech_platform.config import Settings
 from tests.jobs.conftest import jobs_channel, watch_job
-from tests.support.redis import RedisServerProcess, spawn_redis_server
+from tests.support.redis import RedisServerProcess, free_port, spawn_redis_server
 from tests.support.server import running_server
 from tests.support.server import test_settings as server_settings
 
@@ -73,3 +74,21 @@ async def test_redis_outage_is_unavailable_and_service_resumes(
     again = await submit(jobs)
     fetched = (await jobs.GetJob(jobs_pb2.GetJobRequest(job_id=again.job_id))).job
     assert fetched.state == jobs_pb2.JOB_STATE_QUEUED
+
+
+async def test_a_store_demoted_to_replica_is_unavailable_and_service_resumes(
+    jobs: jobs_pb2_grpc.JobsStub, redis_server: RedisServerProcess
+):
+    """What a failover can leave a connection talking to for a moment: a node that is a
+    replica now. Its refusal to write (READONLY) is a retryable UNAVAILABLE, never INTERNAL."""
+    node = redis.Redis.from_url(redis_server.url)
+    try:
+        node.replicaof("127.0.0.1", free_port("127.0.0.1"))  # a master that is not there
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await submit(jobs)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "failing over" in caught.value.details()
+        node.replicaof("NO", "ONE")  # promoted again, as Sentinel would
+        assert (await submit(jobs)).state == jobs_pb2.JOB_STATE_QUEUED
+    finally:
+        node.close()
