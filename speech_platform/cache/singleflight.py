@@ -91,15 +91,43 @@ class StreamRun:
         self.changed = asyncio.Event()
 
 
+class Lookup:
+    """One caller's lookup of a key elsewhere, from ``StreamFlight.lookup_started``."""
+
+    __slots__ = ("key", "open")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.open = True
+
+
 class StreamFlight:
     def __init__(self) -> None:
         self._flights: dict[str, StreamRun] = {}
+        #: Per key, how many callers are looking it up elsewhere right now.
+        self._looking: dict[str, int] = {}
+        #: Runs that ended without error while a lookup of their key was out.
+        self._ended: dict[str, StreamRun] = {}
 
-    def current(self, key: str) -> StreamRun | None:
-        """The run for ``key`` now, if any: a caller about to look the key up elsewhere
-        keeps it, so that a run which stores its result and ends during that lookup (the
-        lookup having missed the store) is replayed rather than started again."""
-        return self._flights.get(key)
+    def lookup_started(self, key: str) -> Lookup:
+        """A caller is about to look ``key`` up elsewhere (Redis). A run of ``key`` that
+        stores its result and ends while any such lookup is out is kept until the last one
+        is done: a lookup sent before the store misses it, and its caller then replays the
+        run instead of starting it again."""
+        self._looking[key] = self._looking.get(key, 0) + 1
+        return Lookup(key)
+
+    def lookup_done(self, lookup: Lookup) -> None:
+        """The lookup is over (idempotent)."""
+        if not lookup.open:
+            return
+        lookup.open = False
+        left = self._looking.get(lookup.key, 0) - 1
+        if left > 0:
+            self._looking[lookup.key] = left
+        else:
+            self._looking.pop(lookup.key, None)
+            self._ended.pop(lookup.key, None)
 
     async def stream(
         self,
@@ -107,16 +135,16 @@ class StreamFlight:
         produce: Callable[[], AsyncGenerator[bytes, None]],
         on_complete: Callable[[list[bytes]], Awaitable[None]] | None = None,
         *,
-        seen: StreamRun | None = None,
+        lookup: Lookup | None = None,
     ) -> AsyncGenerator[tuple[bytes, bool], None]:
         """Yields (chunk, joined). The first caller starts ``produce``; identical callers
         arriving while it runs replay its chunks and follow it. ``on_complete`` gets all
         chunks once ``produce`` ended without error (to store them); callers' streams end
-        after it returns. ``seen``: the run ``current`` gave this caller earlier; if it has
-        ended since, without error, the caller replays it."""
-        flight = self._flights.get(key)
-        if flight is None and seen is not None and seen.finished and seen.error is None:
-            flight = seen
+        after it returns. ``lookup``: this caller's (``lookup_started``), ended here once
+        the caller has its run; a run that ended while it was out is replayed."""
+        flight = self._flights.get(key) or self._ended.get(key)
+        if lookup is not None:
+            self.lookup_done(lookup)
         joined = flight is not None
         if flight is None:
             flight = StreamRun()
@@ -169,3 +197,5 @@ class StreamFlight:
         finally:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+                if self._looking.get(key) and flight.finished and flight.error is None:
+                    self._ended[key] = flight

@@ -122,32 +122,38 @@ class TieredCache:
                 async for chunk in chunks:
                     yield chunk, False
             return
-        seen = self._streams.current(key)
-        cached = await self._lookup(key)
-        if cached is not None:
-            try:
-                replay = decode_chunks(cached.value)
-            except CorruptChunks:
-                logger.warning("cached stream value is corrupt; recomputing", extra={"key": key})
-                replay = None
-            if replay is not None:
-                metrics.CACHE_HITS.labels(service, cached.tier).inc()
-                for chunk in replay:
-                    yield chunk, True
-                return
-        metrics.CACHE_MISSES.labels(service).inc()
+        lookup = self._streams.lookup_started(key)
+        try:
+            cached = await self._lookup(key)
+            if cached is not None:
+                try:
+                    replay = decode_chunks(cached.value)
+                except CorruptChunks:
+                    logger.warning(
+                        "cached stream value is corrupt; recomputing", extra={"key": key}
+                    )
+                    replay = None
+                if replay is not None:
+                    self._streams.lookup_done(lookup)
+                    metrics.CACHE_HITS.labels(service, cached.tier).inc()
+                    for chunk in replay:
+                        yield chunk, True
+                    return
+            metrics.CACHE_MISSES.labels(service).inc()
 
-        async def store(chunks: list[bytes]) -> None:
-            await self.put(service, key, encode_chunks(chunks))
+            async def store(chunks: list[bytes]) -> None:
+                await self.put(service, key, encode_chunks(chunks))
 
-        first = True
-        live_stream = self._streams.stream(key, produce, store, seen=seen)
-        async with contextlib.aclosing(live_stream) as live:
-            async for chunk, joined in live:
-                if first and joined:
-                    metrics.CACHE_SINGLEFLIGHT_JOINS.labels(service, "local").inc()
-                first = False
-                yield chunk, False
+            first = True
+            live_stream = self._streams.stream(key, produce, store, lookup=lookup)
+            async with contextlib.aclosing(live_stream) as live:
+                async for chunk, joined in live:
+                    if first and joined:
+                        metrics.CACHE_SINGLEFLIGHT_JOINS.labels(service, "local").inc()
+                    first = False
+                    yield chunk, False
+        finally:
+            self._streams.lookup_done(lookup)
 
     async def get(self, service: str, key: str) -> bytes | None:
         """A lookup on a request's path: counted as a hit (with its tier) or a miss, so a

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from speech_platform.cache import build_cache, cache_key
-from speech_platform.cache.singleflight import StreamFlight, StreamRun
+from speech_platform.cache.singleflight import Lookup, StreamFlight
 from speech_platform.config import CacheSettings
 from speech_platform.errors import InvalidArgument
 from tests.platform.cache.helpers import HashingCompute, metric, replica, wait_until
@@ -200,41 +200,54 @@ class GatedStream:
         yield b"two"
 
 
-async def test_a_stream_run_that_ends_during_a_callers_lookup_is_replayed_not_rerun() -> None:
-    """The race a straggler meets: it looks the key up while a run is live, the run stores
-    its chunks and ends, and the lookup (sent before the store) misses. Holding the run it
-    saw, it replays that run instead of starting a second one."""
+@pytest.mark.parametrize("looked_up", ["before the run", "during the run"])
+async def test_a_stream_run_that_ends_during_a_callers_lookup_is_replayed_not_rerun(
+    looked_up: str,
+) -> None:
+    """The race a straggler meets: it sends its lookup (to Redis) before a run stores its
+    chunks, the run ends, and the lookup comes back a miss. Its lookup being out, the ended
+    run was kept, and it replays that run instead of starting a second one."""
     flights = StreamFlight()
     gated = GatedStream()
 
-    async def consume(seen: StreamRun | None = None) -> list[tuple[bytes, bool]]:
-        return [item async for item in flights.stream("k", gated.produce, seen=seen)]
+    async def consume(lookup: Lookup | None = None) -> list[tuple[bytes, bool]]:
+        return [item async for item in flights.stream("k", gated.produce, lookup=lookup)]
 
+    lookup = flights.lookup_started("k") if looked_up == "before the run" else None
     first = asyncio.ensure_future(consume())
     await gated.halfway.wait()
-    seen = flights.current("k")  # the straggler's lookup begins while the run is live...
+    lookup = lookup or flights.lookup_started("k")
     gated.release.set()
     assert await first == [(b"one", False), (b"two", False)]
-    assert flights.current("k") is None  # ...and the run has ended before it comes back
-    assert await consume(seen) == [(b"one", True), (b"two", True)]
+    assert await consume(lookup) == [(b"one", True), (b"two", True)]  # the lookup missed
     assert gated.runs == 1
-    # Without what it saw, the same caller would have run it again.
+    # Its lookup done, nothing keeps the run: the next miss runs again.
     assert await consume() == [(b"one", False), (b"two", False)]
     assert gated.runs == 2
 
 
-async def test_a_failed_run_seen_before_is_not_replayed() -> None:
+async def test_a_failed_run_is_not_kept_for_lookups() -> None:
     flights = StreamFlight()
     gated = GatedStream(fail_first=True)
 
-    async def consume(seen: StreamRun | None = None) -> list[bytes]:
-        return [chunk async for chunk, _ in flights.stream("k", gated.produce, seen=seen)]
+    async def consume(lookup: Lookup | None = None) -> list[bytes]:
+        return [chunk async for chunk, _ in flights.stream("k", gated.produce, lookup=lookup)]
 
     first = asyncio.ensure_future(consume())
     await gated.halfway.wait()
-    seen = flights.current("k")
+    lookup = flights.lookup_started("k")
     gated.release.set()
     with pytest.raises(RuntimeError):
         await first
-    assert await consume(seen) == [b"one", b"two"]
+    assert await consume(lookup) == [b"one", b"two"]
     assert gated.runs == 2
+
+
+def test_lookup_done_is_idempotent_and_frees_what_it_kept() -> None:
+    flights = StreamFlight()
+    a, b = flights.lookup_started("k"), flights.lookup_started("k")
+    flights.lookup_done(a)
+    flights.lookup_done(a)  # again: no effect on b's count
+    assert flights._looking == {"k": 1}
+    flights.lookup_done(b)
+    assert flights._looking == {} and flights._ended == {}
