@@ -56,6 +56,7 @@ What it guarantees, and where it goes past its peers:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import math
@@ -175,6 +176,9 @@ class Batcher(Generic[In, Out]):
         #: The fair start of the latest request dispatched: the system's virtual time
         #: while nothing waits (see ``_virtual_now``).
         self._dispatched_at = 0.0
+        #: The waiting requests' fair starts, earliest first, for the virtual time (requests
+        #: that left stay until they reach the top: taking them out would cost a search).
+        self._fair_heap: list[tuple[float, int, _Request[In, Out]]] = []
         #: Per caller, the latest fair start dispatched: its waiting requests with earlier
         #: fair starts were overtaken by its own later ones (levels), so their turn came.
         self._caller_dispatched: dict[Hashable, float] = {}
@@ -328,6 +332,7 @@ class Batcher(Generic[In, Out]):
             self._level_cost.get(request.priority, 0.0) + request.cost
         )
         self._latest_fair_at = max(self._latest_fair_at, request.fair_at)
+        self._remember_fair_start(request)
         if caller is not None:
             self._caller_queued[caller] = self._caller_queued.get(caller, 0.0) + request.cost
             self._caller_count[caller] = self._caller_count.get(caller, 0) + 1
@@ -365,6 +370,13 @@ class Batcher(Generic[In, Out]):
             return 0.0
         held = self._pending_cost + self._promised_cost + self._running_cost / 2.0
         return per_cost * held * self.threads_per_instance
+
+    def forget_rate(self) -> None:
+        """Forgets the compute rate learnt so far. A warm-up's first batches pay one-time
+        costs (allocations, lazy loading, caches filling) that no later batch pays; learnt
+        from them, a cold server's estimates are dear and its first burst mostly refused
+        (docs/benchmarks.md, "Overload"). Warm up, forget, then learn from a second round."""
+        self._rate = ServiceRate(self._rate.alpha)
 
     def reserve(
         self,
@@ -541,10 +553,21 @@ class Batcher(Generic[In, Out]):
         start is never before it, so a caller is owed nothing for the time it had no work,
         a rate estimate that is off shifts every caller alike, and of a backlog only its
         next request is ever due (the rest cannot age past other callers)."""
+        heap = self._fair_heap
         if not self._pending:
+            heap.clear()
             return self._dispatched_at
-        earliest = min(r.fair_at for queue in self._queues.values() for r in queue)
-        return min(earliest, self._dispatched_at)
+        while heap and heap[0][2].state != _QUEUED:
+            heapq.heappop(heap)
+        return min(heap[0][0], self._dispatched_at) if heap else self._dispatched_at
+
+    def _remember_fair_start(self, request: _Request[In, Out]) -> None:
+        heap = self._fair_heap
+        heapq.heappush(heap, (request.fair_at, request.seq, request))
+        if len(heap) > 2 * self._pending + 64:
+            # Mostly requests that left below the top: keep the waiting ones only.
+            self._fair_heap = [entry for entry in heap if entry[2].state == _QUEUED]
+            heapq.heapify(self._fair_heap)
 
     def _fair_start(self, caller: Hashable | None, cost: float, now: float) -> float:
         """The request's fair start in virtual time (start-time fair queuing): its caller's

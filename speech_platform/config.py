@@ -255,6 +255,13 @@ class ServerSettings(BaseModel):
     #: command for its process (not by a server embedded in another program); 0 leaves
     #: CPython's default.
     gil_switch_interval_ms: float = Field(0.5, ge=0, le=100)
+    #: Once started, the speech-server command freezes the heap start-up built (models,
+    #: modules) out of the garbage collector's walks (speech_platform/collector.py).
+    gc_freeze_after_start: bool = True
+    #: Objects the collector's youngest generation may hold before it is collected
+    #: (CPython's default is 700); 0 leaves the default. Set by the speech-server command
+    #: for its process, like gc_freeze_after_start.
+    gc_young_threshold: int = Field(10_000, ge=0)
     #: Bytes that requests in flight may hold in all (audio as received, a bound on what
     #: decoding makes of it), in MiB; a request that would pass it gets RESOURCE_EXHAUSTED
     #: before decoding (speech_platform/budget.py). 0 = no limit.

@@ -29,6 +29,7 @@ from prometheus_client import start_http_server
 
 from speech_platform.budget import MIB, MemoryBudget
 from speech_platform.cache.factory import build_cache
+from speech_platform.collector import tune_collector
 from speech_platform.config import Settings
 from speech_platform.interceptors import ServerInterceptor
 from speech_platform.memory import IdleTrim
@@ -270,8 +271,12 @@ async def serve(settings: Settings, on_ready: Callable[[SpeechServer], None] | N
     if ready.done() and ready.exception() is not None:
         await server.stop(0)
         raise SystemExit(f"speech-server: a service failed to start: {ready.exception()!r}")
-    if ready.done() and on_ready is not None:
-        on_ready(server)
+    if ready.done():
+        # The process is the server's (this is the command's runner): start-up's heap is
+        # built, so the collector can be set for serving (speech_platform/collector.py).
+        tune_collector(settings.server)
+        if on_ready is not None:
+            on_ready(server)
     await stop_requested
     ready.cancel()
     log.info("draining", extra={"grace_s": settings.server.drain_grace_s})

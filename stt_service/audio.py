@@ -25,6 +25,7 @@ from speech.v1 import common_pb2
 from speech_platform.config import BatcherSettings
 from speech_platform.errors import InvalidArgument
 from speech_platform.workpool import FairPool
+from stt_service.windowing import INLINE_AUDIO_S
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,20 @@ _DECODERS = FairPool(
 )
 
 
+#: Raw PCM up to this size is decoded on the event loop: INLINE_AUDIO_S of 16 kHz LINEAR16.
+INLINE_DECODE_MAX_BYTES = int(INLINE_AUDIO_S * TARGET_RATE * 2)
+
+
+def decodes_inline(data: bytes, encoding: int, sample_rate_hertz: int) -> bool:
+    """Whether ``decode_audio_async`` converts ``data`` on the loop: raw PCM at 16 kHz (no
+    resampling), at most INLINE_DECODE_MAX_BYTES."""
+    return (
+        encoding in RAW_ENCODINGS
+        and sample_rate_hertz == TARGET_RATE
+        and len(data) <= INLINE_DECODE_MAX_BYTES
+    )
+
+
 async def decode_audio_async(
     data: bytes,
     *,
@@ -95,7 +110,17 @@ async def decode_audio_async(
     caller: Hashable | None = None,
 ) -> DecodedAudio:
     """``decode_audio`` in the bounded decoding pool, for the event loop; ``caller`` takes
-    its turn there with the other callers."""
+    its turn there with the other callers. Short raw PCM already at 16 kHz decodes on the
+    loop (see ``decodes_inline``)."""
+    if decodes_inline(data, encoding, sample_rate_hertz):
+        return decode_audio(
+            data,
+            encoding=encoding,
+            sample_rate_hertz=sample_rate_hertz,
+            audio_channel_count=audio_channel_count,
+            max_seconds=max_seconds,
+            keep_channels=keep_channels,
+        )
     return await _DECODERS.run(
         caller,
         decode_audio,
@@ -199,6 +224,68 @@ def raw_seconds(
     return len(data) / (width * max(audio_channel_count, 1) * sample_rate_hertz)
 
 
+#: Chunks of a WAV header walked for its length (a hostile file of many tiny chunks
+#: would otherwise cost the loop a walk of its whole size).
+_WAV_CHUNKS_WALKED = 32
+
+
+def known_seconds(
+    data: bytes,
+    *,
+    encoding: int,
+    sample_rate_hertz: int,
+    audio_channel_count: int,
+    each_channel: bool = False,
+) -> float | None:
+    """The audio's duration before anything is decoded: raw PCM's from its size, a WAV's
+    from its header (data chunk size over byte rate); None where only demuxing tells
+    (other containers, a WAV written without its length). ``each_channel``: the seconds
+    of all its channels, for channels recognised apart."""
+    seconds = raw_seconds(
+        data,
+        encoding=encoding,
+        sample_rate_hertz=sample_rate_hertz,
+        audio_channel_count=audio_channel_count,
+    )
+    if seconds is not None:
+        return seconds * max(audio_channel_count, 1) if each_channel else seconds
+    header = _wav_header_length(data)
+    if header is None:
+        return None
+    seconds, channels = header
+    return seconds * max(channels, 1) if each_channel else seconds
+
+
+def check_known_length(seconds: float | None, max_seconds: float) -> None:
+    """Refuses audio known to be longer than ``max_seconds`` before it costs anything."""
+    if seconds is not None and seconds > max_seconds:
+        raise _too_long(seconds, max_seconds)
+
+
+def _wav_header_length(data: bytes) -> tuple[float, int] | None:
+    """(seconds, channels) as a WAV's header declares them, or None."""
+    if data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return None
+    endian = "<" if data[:4] == b"RIFF" else ">"
+    byte_rate = channels = 0
+    offset = 12
+    for _ in range(_WAV_CHUNKS_WALKED):
+        if offset + 8 > len(data):
+            return None
+        chunk_id = data[offset : offset + 4]
+        (size,) = struct.unpack(endian + "I", data[offset + 4 : offset + 8])
+        body = offset + 8
+        if chunk_id == b"fmt " and size >= 16 and body + 16 <= len(data):
+            (channels,) = struct.unpack(endian + "H", data[body + 2 : body + 4])
+            (byte_rate,) = struct.unpack(endian + "I", data[body + 8 : body + 12])
+        elif chunk_id == b"data":
+            if size in (0, 0xFFFFFFFF) or byte_rate <= 0:
+                return None  # a streaming encoder's unknown length, or no format before it
+            return size / byte_rate, channels
+        offset = body + size + (size & 1)
+    return None
+
+
 def check_audio_config(
     data: bytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
 ) -> None:
@@ -258,13 +345,15 @@ def _decode_raw(
     if max_seconds is not None and seconds > max_seconds:
         raise _too_long(seconds, max_seconds)  # before allocating any samples
     if encoding == common_pb2.AUDIO_ENCODING_LINEAR16:
-        interleaved = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        interleaved = np.frombuffer(data, dtype="<i2").astype(np.float32)
+        interleaved *= 1.0 / 32768.0
     else:
         interleaved = mulaw_to_float(np.frombuffer(data, dtype=np.uint8))
     frames = interleaved.reshape(-1, channels)
     if keep_channels:
         return _with_channels(frames.T, rate, name, channels)
-    mono = frames.mean(axis=1, dtype=np.float32)
+    # One channel is its own mix (a mean over a length-1 axis costs numpy ~3x the decode).
+    mono = interleaved if channels == 1 else frames.mean(axis=1, dtype=np.float32)
     return DecodedAudio(resample_mono(mono, rate), name, rate, channels)
 
 

@@ -56,7 +56,7 @@ from stt_service.whisper_engine import (
     WindowResult,
     encoder_frames,
 )
-from stt_service.windowing import MAX_WINDOW_S, Window, plan_windows
+from stt_service.windowing import MAX_WINDOW_S, Window, plan_windows_async
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,7 @@ class Transcriber:
         if len(samples) == 0:
             raise InvalidArgument("audio contains no samples")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        windows = await asyncio.to_thread(plan_windows, samples)
+        windows = await plan_windows_async(samples)
         spoken = [w for w in windows if w.has_speech]
         progress = _Progress(len(spoken), on_progress)
         tasks = [
@@ -485,18 +485,28 @@ class _Progress:
             self._callback(self.done, self.total)
 
 
-#: One short window per instance at load: the first caller does not pay CTranslate2's
-#: first-call cost, and the batcher has learnt its compute rate before traffic arrives
-#: (admission refuses nothing it cannot predict, so a burst at start-up would all queue).
+#: Short windows per instance at load, twice: the first round pays CTranslate2's
+#: first-call costs so that no caller does; the batcher's compute rate is learnt from the
+#: second (admission refuses nothing it cannot predict, so a burst at start-up would all
+#: queue). The window is quiet noise, which Whisper decodes in one pass as it does a short
+#: spoken command (tiny.en: 0.10-0.14 s at 0.0005-0.005, a 2.8 s command 0.12 s); at 0.01
+#: its text is in doubt and the window is encoded again at full length (0.74 s), a rate
+#: ~6x dear that refused most of a cold server's first burst.
 _WARM_UP_SECONDS = 2.0
+_WARM_UP_LEVEL = 0.002
 
 
 async def _warm_up(batcher: Batcher[WindowItem, WindowResult], settings: SttSettings) -> None:
-    noise = np.random.default_rng(0).normal(0.0, 0.01, int(_WARM_UP_SECONDS * SAMPLE_RATE))
+    noise = np.random.default_rng(0).normal(
+        0.0, _WARM_UP_LEVEL, int(_WARM_UP_SECONDS * SAMPLE_RATE)
+    )
     item = WindowItem(noise.astype(np.float32), DecodeOptions(language=None, beam_size=1))
     frames = encoder_frames(len(noise), settings.encoder_buckets_s, settings.encoder_margin_s)
     cost = frames / MEL_FRAMES_PER_SECOND
-    await asyncio.gather(*(batcher.submit(item, cost=cost) for _ in range(settings.instances)))
+    for round_ in range(2):
+        if round_:
+            batcher.forget_rate()
+        await asyncio.gather(*(batcher.submit(item, cost=cost) for _ in range(settings.instances)))
 
 
 def _joined_prompt(options: DecodeOptions, result: WindowResult) -> str:

@@ -22,9 +22,10 @@ from stt_service.assembly import TRANSCRIPT_CODEC, Transcript, to_proto
 from stt_service.audio import (
     RAW_ENCODINGS,
     check_audio_config,
+    check_known_length,
     decode_audio_async,
     decoding_bytes,
-    raw_seconds,
+    known_seconds,
 )
 from stt_service.options import TranscribeOptions, batcher_priority
 from stt_service.recognize import recognize
@@ -87,18 +88,32 @@ class UnaryTranscription:
             audio_channel_count=config.audio_channel_count,
         )
 
-        async def compute() -> Transcript:
-            # Admitted here, before any decoding, for the audio's windows (when its size
-            # tells its length); their cost is held against later arrivals while it decodes,
-            # so a burst is refused on arrival (a cache hit never gets this far).
-            seconds = raw_seconds(
+        known = known_seconds(
+            audio,
+            encoding=config.encoding,
+            sample_rate_hertz=config.sample_rate_hertz,
+            audio_channel_count=config.audio_channel_count,
+        )
+        # Too long is told before anything is hashed, reserved or decoded.
+        check_known_length(known, self.settings.max_audio_seconds)
+        # Each channel recognised apart is its own audio to decode.
+        seconds = (
+            known_seconds(
                 audio,
                 encoding=config.encoding,
                 sample_rate_hertz=config.sample_rate_hertz,
                 audio_channel_count=config.audio_channel_count,
+                each_channel=True,
             )
-            if seconds is not None and resolved.separate_channels:
-                seconds *= max(config.audio_channel_count, 1)  # each channel decodes alone
+            if resolved.separate_channels
+            else known
+        )
+
+        async def compute() -> Transcript:
+            # Admitted here, before any decoding, for the audio's windows (when its size
+            # or WAV header tells its length); their cost is held against later arrivals
+            # while it decodes, so a burst is refused on arrival (a cache hit never gets
+            # this far).
             with self.transcriber.reserve(
                 resolved, priority, time_remaining(), seconds, caller
             ) as promise:

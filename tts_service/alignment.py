@@ -69,8 +69,11 @@ class AlignedText:
 
     def map_chars(self, rewrite: Callable[[int, str], str]) -> AlignedText:
         """Each character rewritten on its own (``rewrite(index, char)``), keeping its span."""
+        rewritten = [rewrite(i, char) for i, char in enumerate(self.text)]
+        if all(new == char for new, char in zip(rewritten, self.text, strict=True)):
+            return self  # nothing changed: the usual case, kept cheap
         return AlignedText.join(
-            (rewrite(i, char), self.starts[i], self.ends[i]) for i, char in enumerate(self.text)
+            (new, self.starts[i], self.ends[i]) for i, new in enumerate(rewritten)
         )
 
     def sub(self, pattern: re.Pattern[str], replacement: Replacement) -> AlignedText:
@@ -79,9 +82,17 @@ class AlignedText:
         starts: list[int] = []
         ends: list[int] = []
         cursor = 0
+        # A template without group references is its own expansion (re parses a template
+        # again at every match).
+        literal = replacement if isinstance(replacement, str) and "\\" not in replacement else None
         for match in pattern.finditer(self.text):
             start, end = match.span()
-            new = replacement(match) if callable(replacement) else match.expand(replacement)
+            if literal is not None:
+                new = literal
+            elif callable(replacement):
+                new = replacement(match)
+            else:
+                new = match.expand(replacement)
             if new == match[0]:
                 continue
             if start < end:

@@ -31,8 +31,12 @@ from tts_service.voices import Voice
 
 log = logging.getLogger(__name__)
 
-#: What each instance says once at start (warm-up, and the first cost-per-char sample).
+#: What each instance says first at start: its first run's one-time costs are paid here.
 WARM_UP_SENTENCE = "Hello there."
+#: What each instance says next, for the compute rate admission starts from: a sentence of
+#: ordinary length (two words are mostly a call's fixed overhead, which made Kokoro's
+#: learnt cost per phoneme ~2.5x what real sentences cost).
+RATE_SENTENCE = "Thanks for waiting; your appointment is confirmed for nine thirty on Monday."
 
 
 class EngineError(SpeechError):
@@ -155,14 +159,19 @@ class Engine(abc.ABC, Generic[Prepared]):
             on_cpu=self.on_cpu,
         )
         await batcher.start()
-        # One short sentence per instance: the first caller does not pay the first run, and
-        # the batcher knows its compute rate before traffic arrives (admission predicts
-        # nothing without it, and an engine reached only by fallback would admit a burst).
-        warm_up = await asyncio.to_thread(self.prepare, WARM_UP_SENTENCE, self.voices()[0], 1.0)
-        self.observe_prepared(len(WARM_UP_SENTENCE), warm_up.cost)
-        await asyncio.gather(
-            *(batcher.submit(warm_up, cost=warm_up.cost) for _ in range(self._instances))
-        )
+        # Per instance a short sentence, so the first caller does not pay the first run,
+        # then one of ordinary length that the compute rate is learnt from: admission
+        # predicts nothing without a rate, and an engine reached only by fallback would
+        # admit a whole burst.
+        voice = self.voices()[0]
+        for round_, sentence in enumerate((WARM_UP_SENTENCE, RATE_SENTENCE)):
+            item = await asyncio.to_thread(self.prepare, sentence, voice, 1.0)
+            self.observe_prepared(len(sentence), item.cost)
+            if round_:
+                batcher.forget_rate()
+            await asyncio.gather(
+                *(batcher.submit(item, cost=item.cost) for _ in range(self._instances))
+            )
         self._batcher, self.recording = batcher, recording
         log.info(
             "engine ready",

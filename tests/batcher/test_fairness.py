@@ -141,7 +141,7 @@ def test_the_work_counted_ahead_of_an_arrival_is_the_queue_walked_in_fair_order(
 ):
     """Admission sums what is ahead from running totals when it can; that must always
     equal walking the queue: queued work at the arrival's level or above whose fair start
-    is not after the arrival's."""
+    is not after the arrival's. The virtual time likewise."""
 
     async def scenario() -> None:
         engine = Metered()
@@ -162,6 +162,10 @@ def test_the_work_counted_ahead_of_an_arrival_is_the_queue_walked_in_fair_order(
             engine.permits.release()
         await asyncio.sleep(0)
         queued = [r for queue in batcher._queues.values() for r in queue]
+        # The virtual time kept in a heap (requests that left are dropped when they reach
+        # its top) is the one a walk of the queue finds.
+        earliest = min((r.fair_at for r in queued), default=batcher._dispatched_at)
+        assert batcher._virtual_now() == min(earliest, batcher._dispatched_at)
         for caller in "abcd":
             for level in range(4):
                 now = batcher._virtual_now()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 
 import av
 import numpy as np
@@ -234,3 +235,32 @@ def test_a_codec_outside_the_list_is_refused(speech):
             output.mux(packet)
     message = _refused(buffer.getvalue())
     assert "'adpcm_ima_wav' audio" in message and "accepted codecs" in message
+
+
+async def test_short_raw_pcm_at_16k_decodes_on_the_loop_longer_in_the_pool(speech, monkeypatch):
+    from stt_service import audio
+    from stt_service.windowing import INLINE_AUDIO_S
+
+    threads: list[threading.Thread] = []
+    real = audio.decode_audio
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(audio, "decode_audio", recording)
+    short = to_pcm16(speech[: int(INLINE_AUDIO_S * 16000)])
+    longer = to_pcm16(np.tile(speech, 2)[: int(INLINE_AUDIO_S * 16000) + 1])
+    inline = await audio.decode_audio_async(short, encoding=LINEAR16, sample_rate_hertz=16000)
+    pooled = await audio.decode_audio_async(longer, encoding=LINEAR16, sample_rate_hertz=16000)
+    # Raw PCM at another rate is resampled: the pool, however short.
+    at_8k = await audio.decode_audio_async(short[:3200], encoding=LINEAR16, sample_rate_hertz=8000)
+    assert threads[0] is threading.current_thread()
+    assert threads[1] is not threading.current_thread() and threads[1].name.startswith(
+        "audio-decode"
+    )
+    assert threads[2].name.startswith("audio-decode")
+    np.testing.assert_array_equal(inline.samples, real(short, encoding=LINEAR16,
+                                                       sample_rate_hertz=16000).samples)
+    assert len(pooled.samples) == int(INLINE_AUDIO_S * 16000) + 1
+    assert len(at_8k.samples) == pytest.approx(3200, abs=32)

@@ -3,6 +3,7 @@ hold more than is free is refused before it decodes, and the server goes on serv
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from speech.v1 import common_pb2, stt_pb2, stt_pb2_grpc
 from speech_platform.budget import MIB, MemoryBudget
 from speech_platform.errors import ResourceExhausted
-from stt_service.audio import decoding_bytes
+from stt_service.audio import decoding_bytes, known_seconds
 from tests.support.server import RunningServer, running_server
 from tests.support.server import test_settings as server_settings
 
@@ -82,3 +83,56 @@ async def test_a_call_over_the_budget_is_refused_and_others_are_served(tight_ser
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _wav_header(
+    seconds: float, *, channels: int = 1, rate: int = 16000, body: bytes = b""
+) -> bytes:
+    """A 16-bit PCM WAV whose data chunk declares ``seconds`` (only ``body`` follows)."""
+    size = int(seconds * rate * channels * 2)
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
+    return (
+        b"RIFF" + struct.pack("<I", 36 + size) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+        + b"data" + struct.pack("<I", size) + body
+    )
+
+
+def test_a_wav_header_tells_the_length_before_decoding():
+    def seconds(data: bytes, each_channel: bool = False) -> float | None:
+        return known_seconds(
+            data, encoding=0, sample_rate_hertz=0, audio_channel_count=0, each_channel=each_channel
+        )
+
+    assert seconds(_wav_header(12.5)) == pytest.approx(12.5)
+    assert seconds(_wav_header(3.0, channels=2)) == pytest.approx(3.0)
+    assert seconds(_wav_header(3.0, channels=2), each_channel=True) == pytest.approx(6.0)
+    streamed = _wav_header(1.0)[:40] + struct.pack("<I", 0xFFFFFFFF)  # length unknown
+    assert seconds(streamed) is None
+    many_chunks = _wav_header(1.0)[:12] + (b"junk" + struct.pack("<I", 0)) * 100
+    assert seconds(many_chunks) is None  # not walked to its end
+    assert seconds(b"fLaC" + bytes(60)) is None
+    raw = known_seconds(
+        bytes(64000),
+        encoding=common_pb2.AUDIO_ENCODING_LINEAR16,
+        sample_rate_hertz=16000,
+        audio_channel_count=2,
+        each_channel=True,
+    )
+    assert raw == pytest.approx(2.0)  # 1 s of stereo, each channel decoded apart
+
+
+async def test_audio_declared_too_long_is_refused_before_the_budget(tight_server):
+    """A WAV whose header declares more than stt.max_audio_seconds is refused for its
+    length, not for the memory its decoding would need (nothing is reserved)."""
+    declared = _wav_header(700.0, body=bytes(32000))
+    async with tight_server.channel() as channel:
+        stt = stt_pb2_grpc.SpeechToTextStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stt.Transcribe(
+                stt_pb2.TranscribeRequest(
+                    audio=declared, config=stt_pb2.RecognitionConfig(skip_cache=True)
+                )
+            )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "700.0 s long" in (refused.value.details() or "")
+    assert "at most 600 s" in (refused.value.details() or "")

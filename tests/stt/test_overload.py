@@ -67,7 +67,9 @@ async def test_a_burst_beyond_capacity_is_refused_at_once_not_left_to_time_out(
     served, refused = codes[grpc.StatusCode.OK], codes[grpc.StatusCode.RESOURCE_EXHAUSTED]
     timed_out = codes[grpc.StatusCode.DEADLINE_EXCEEDED]
     assert served + refused + timed_out == CALLS  # no other code, nothing unanswered
-    assert served >= 10 and all(ok for code, ok in outcomes if code == grpc.StatusCode.OK)
+    # A cold server admits from the rate its warm-up taught it: learnt from a window Whisper
+    # doubted and decoded twice, that rate was ~6x dear and 7-8 of these were served.
+    assert served >= 20 and all(ok for code, ok in outcomes if code == grpc.StatusCode.OK)
     assert refused >= CALLS // 2  # most of what cannot make it is told so at once...
     assert all(hint for code, hint in outcomes if code == grpc.StatusCode.RESOURCE_EXHAUSTED)
     # ...and few wait their whole deadline for nothing (the estimate is not exact).
@@ -88,9 +90,9 @@ async def test_sixteen_concurrent_thirty_mib_uploads_stay_within_the_memory_budg
     fresh_server,
 ):
     """The issue's case: 16 concurrent 30 MiB Transcribe calls once took a server to 5.3 GB.
-    Each is 983 s of 16 kHz WAV (over stt.max_audio_seconds): those the memory budget
-    admits decode until they pass 600 s and are refused; the others are refused before they
-    decode. The server's growth stays near what gRPC holds of the messages plus the budget."""
+    Each is 983 s of 16 kHz WAV (over stt.max_audio_seconds), which its header says: all
+    are refused for their length before any decoding. The server's growth stays near what
+    gRPC holds of the messages."""
     seconds = 30 * MIB // 2 // 16000
     noise = np.random.default_rng(7).integers(-3000, 3000, seconds * 16000, dtype=np.int16)
     wav = io.BytesIO()
@@ -103,6 +105,7 @@ async def test_sixteen_concurrent_thirty_mib_uploads_stay_within_the_memory_budg
         audio=wav.getvalue(), config=stt_pb2.RecognitionConfig(skip_cache=True)
     )
     budget = fresh_server.server.context.memory
+    reservations = budget.reservations
     before = _status_kib("VmRSS")
     _reset_peak_rss()
     async with fresh_server.channel(**{"grpc.max_send_message_length": 64 * MIB}) as channel:
@@ -119,20 +122,15 @@ async def test_sixteen_concurrent_thirty_mib_uploads_stay_within_the_memory_budg
     growth = _status_kib("VmHWM") - before
     codes = Counter(code for code, _ in outcomes)
     print("30 MiB burst:", dict(codes), f"growth {growth / MIB:.0f} MiB")
-    assert set(codes) <= {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 8  # most never decoded at all
-    for code, message in outcomes:
-        limit = "stt.max_audio_seconds" if code == grpc.StatusCode.INVALID_ARGUMENT else (
-            "server.memory_budget_mb"
-        )
-        assert limit in message or "600" in message, message
-    assert budget.in_use == 0
-    assert 0 < budget.high_water <= budget.limit_bytes
+    # The WAV header tells the length: each is refused for it before anything is reserved
+    # against the budget or decoded.
+    assert codes == {grpc.StatusCode.INVALID_ARGUMENT: 16}
+    assert all("983.0 s long" in message and "at most 600 s" in message for _, message in outcomes)
+    assert budget.reservations == reservations and budget.in_use == 0
     # In this process: the client's 16 serialized requests, and on the server gRPC's
     # received message, the bytes it hands to Python (freed once parsed), the parsed
     # message and the handler's one read of its audio, at most three of those alive at
-    # once (4 x 480 MiB; 3 x was exceeded by 12 MB on one CI run), and what the budget
-    # admitted. Unbudgeted, the 16 decodes alone (600 s each, four float32 copies at
-    # 16 kHz) would add 2.4 GB more, past this bound.
+    # once (4 x 480 MiB; 3 x was exceeded by 12 MB on one CI run). Decoded, as they were
+    # before their header was read for their length, the 16 added up to the budget more.
     message_copies = 4 * 16 * len(request.audio)
-    assert growth < message_copies + budget.limit_bytes + 256 * MIB
+    assert growth < message_copies + 256 * MIB
