@@ -66,8 +66,16 @@ def peer_common_name(context: grpc.aio.ServicerContext) -> str | None:
     return values[0].decode(errors="replace") if values else None
 
 
+#: A request message at least this large counts as memory work (``large_messages``).
+LARGE_MESSAGE_BYTES = 1 << 20
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """``authenticator`` None: auth off (every caller anonymous, nothing capped)."""
+    """``authenticator`` None: auth off (every caller anonymous, nothing capped).
+
+    ``large_messages`` counts the request messages of LARGE_MESSAGE_BYTES or more it has
+    parsed, refused ones included: each left gRPC's and Python's copies of its bytes in
+    the heap, which the idle trim (speech_platform.memory) gives back."""
 
     def __init__(
         self,
@@ -76,6 +84,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> None:
         self._authenticator = authenticator
         self._open = tuple(open_methods)
+        self._received = _Received()
         #: Per method: the handler gRPC found and its wrapped form, built once (not per
         #: call: at 1,000 arrivals a second every microsecond on the loop delays them all).
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
@@ -96,6 +105,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
+    @property
+    def large_messages(self) -> int:
+        return self._received.large
+
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         service, name = _split(method)
         open_method = method.lstrip("/").startswith(self._open)
@@ -103,24 +116,24 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 wrap.unary(handler.unary_unary),
-                request_deserializer=_lenient(handler.request_deserializer),
+                request_deserializer=_lenient(handler.request_deserializer, self._received),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 wrap.for_streaming(handler.unary_stream),
-                request_deserializer=_lenient(handler.request_deserializer),
+                request_deserializer=_lenient(handler.request_deserializer, self._received),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
                 wrap.unary(handler.stream_unary),
-                request_deserializer=_lenient(handler.request_deserializer),
+                request_deserializer=_lenient(handler.request_deserializer, self._received),
                 response_serializer=handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
             wrap.for_streaming(handler.stream_stream),
-            request_deserializer=_lenient(handler.request_deserializer),
+            request_deserializer=_lenient(handler.request_deserializer, self._received),
             response_serializer=handler.response_serializer,
         )
 
@@ -135,13 +148,24 @@ class _Malformed:
         return InvalidArgument(f"the request message is malformed: {self.reason}")
 
 
-def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+class _Received:
+    """Request messages of LARGE_MESSAGE_BYTES or more, counted as they are parsed."""
+
+    def __init__(self) -> None:
+        self.large = 0
+
+
+def _lenient(
+    deserialize: Callable[[bytes], Any] | None, received: _Received
+) -> Callable[[bytes], Any] | None:
     """A deserializer that hands a message it cannot parse on as ``_Malformed``, so the RPC
     answers INVALID_ARGUMENT (gRPC itself would answer a parse failure with UNKNOWN)."""
     if deserialize is None:
         return None
 
     def parse(data: bytes) -> Any:
+        if len(data) >= LARGE_MESSAGE_BYTES:
+            received.large += 1
         try:
             return deserialize(data)
         except Exception as error:

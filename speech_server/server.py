@@ -88,8 +88,9 @@ class SpeechServer:
         self.services.extend(self._extra)
 
         authenticator = Authenticator.for_server(self.settings)
+        self.interceptor = ServerInterceptor(authenticator, self.settings.auth.open_methods)
         server = grpc.aio.server(
-            interceptors=[ServerInterceptor(authenticator, self.settings.auth.open_methods)],
+            interceptors=[self.interceptor],
             options=_channel_options(self.settings),
             maximum_concurrent_rpcs=None,
         )
@@ -133,9 +134,13 @@ class SpeechServer:
         )
         self._start_task = asyncio.create_task(self._start_services())
         if cfg.trim_idle_memory_s > 0:
-            budget = self.context.memory
+            budget, interceptor = self.context.memory, self.interceptor
+            # Work that leaves memory behind: reservations, and large messages (refused
+            # ones too: a 30 MiB upload refused for its length reserves nothing).
             self.idle_trim = IdleTrim(
-                lambda: budget.reservations, lambda: budget.in_use > 0, cfg.trim_idle_memory_s
+                lambda: budget.reservations + interceptor.large_messages,
+                lambda: budget.in_use > 0,
+                cfg.trim_idle_memory_s,
             )
             self._trim_task = asyncio.create_task(self.idle_trim.run())
 

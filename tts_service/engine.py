@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 #: What each instance says first at start: its first run's one-time costs are paid here.
 WARM_UP_SENTENCE = "Hello there."
 #: What each instance says next, for the compute rate admission starts from: a sentence of
-#: ordinary length (two words are mostly a call's fixed overhead, which made Kokoro's
-#: learnt cost per phoneme ~2.5x what real sentences cost).
-RATE_SENTENCE = "Thanks for waiting; your appointment is confirmed for nine thirty on Monday."
+#: ordinary length (two words are mostly a call's fixed overhead, which makes the learnt
+#: cost per phoneme dear; Kokoro's was ~2.5x what real sentences cost).
+RATE_SENTENCE = "Your appointment is confirmed for nine thirty on Monday."
 
 
 class EngineError(SpeechError):
@@ -108,6 +108,8 @@ class Engine(abc.ABC, Generic[Prepared]):
     model_version: str
     #: Compute threads of one instance (0: onnxruntime's choice), for shared admission.
     threads_per_instance: int = 1
+    #: What its warm-up's second round says (see RATE_SENTENCE).
+    rate_sentence: str = RATE_SENTENCE
     #: Computes on this process's CPU (False on a GPU).
     on_cpu: bool = True
     #: What it computes on ("cpu", "cuda"): engines on one device share its capacity.
@@ -164,7 +166,7 @@ class Engine(abc.ABC, Generic[Prepared]):
         # predicts nothing without a rate, and an engine reached only by fallback would
         # admit a whole burst.
         voice = self.voices()[0]
-        for round_, sentence in enumerate((WARM_UP_SENTENCE, RATE_SENTENCE)):
+        for round_, sentence in enumerate((WARM_UP_SENTENCE, self.rate_sentence)):
             item = await asyncio.to_thread(self.prepare, sentence, voice, 1.0)
             self.observe_prepared(len(sentence), item.cost)
             if round_:

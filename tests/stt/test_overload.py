@@ -106,6 +106,7 @@ async def test_sixteen_concurrent_thirty_mib_uploads_stay_within_the_memory_budg
     )
     budget = fresh_server.server.context.memory
     reservations = budget.reservations
+    large = fresh_server.server.interceptor.large_messages
     before = _status_kib("VmRSS")
     _reset_peak_rss()
     async with fresh_server.channel(**{"grpc.max_send_message_length": 64 * MIB}) as channel:
@@ -127,6 +128,8 @@ async def test_sixteen_concurrent_thirty_mib_uploads_stay_within_the_memory_budg
     assert codes == {grpc.StatusCode.INVALID_ARGUMENT: 16}
     assert all("983.0 s long" in message and "at most 600 s" in message for _, message in outcomes)
     assert budget.reservations == reservations and budget.in_use == 0
+    # ...yet the idle trim hears of them: their copies are heap to give back.
+    assert fresh_server.server.interceptor.large_messages == large + 16
     # In this process: the client's 16 serialized requests, and on the server gRPC's
     # received message, the bytes it hands to Python (freed once parsed), the parsed
     # message and the handler's one read of its audio, at most three of those alive at
