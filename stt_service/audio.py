@@ -11,6 +11,7 @@ caller can act on; a truncated file is refused rather than silently transcribed 
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -112,17 +113,7 @@ async def decode_audio_async(
     """``decode_audio`` in the bounded decoding pool, for the event loop; ``caller`` takes
     its turn there with the other callers. Short raw PCM already at 16 kHz decodes on the
     loop (see ``decodes_inline``)."""
-    if decodes_inline(data, encoding, sample_rate_hertz):
-        return decode_audio(
-            data,
-            encoding=encoding,
-            sample_rate_hertz=sample_rate_hertz,
-            audio_channel_count=audio_channel_count,
-            max_seconds=max_seconds,
-            keep_channels=keep_channels,
-        )
-    return await _DECODERS.run(
-        caller,
+    decode = functools.partial(
         decode_audio,
         data,
         encoding=encoding,
@@ -131,6 +122,9 @@ async def decode_audio_async(
         max_seconds=max_seconds,
         keep_channels=keep_channels,
     )
+    if decodes_inline(data, encoding, sample_rate_hertz):
+        return decode()
+    return await _DECODERS.run(caller, decode)
 
 
 def decode_audio(

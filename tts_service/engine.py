@@ -63,6 +63,19 @@ class PreparedItem:
     #: Silence around the sentence's audio (SSML <break>), added after rendering.
     pause_before_s: float = 0.0
     pause_after_s: float = 0.0
+    #: Give ONNX Runtime's arena back after this item's run (the warm-up's rate sentence:
+    #: it should teach the rate, not hold the memory its length needs at idle).
+    shrink_arena_after: bool = False
+
+
+#: Run options that free the CPU arena's unused chunks once the run is done.
+_SHRINK_ARENA = ort.RunOptions()
+_SHRINK_ARENA.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+
+def run_options(items: Sequence[PreparedItem]) -> ort.RunOptions | None:
+    """The options for one ONNX call over ``items`` (see ``shrink_arena_after``)."""
+    return _SHRINK_ARENA if any(item.shrink_arena_after for item in items) else None
 
 
 @dataclass(frozen=True)
@@ -108,8 +121,6 @@ class Engine(abc.ABC, Generic[Prepared]):
     model_version: str
     #: Compute threads of one instance (0: onnxruntime's choice), for shared admission.
     threads_per_instance: int = 1
-    #: What its warm-up's second round says (see RATE_SENTENCE).
-    rate_sentence: str = RATE_SENTENCE
     #: Computes on this process's CPU (False on a GPU).
     on_cpu: bool = True
     #: What it computes on ("cpu", "cuda"): engines on one device share its capacity.
@@ -166,11 +177,12 @@ class Engine(abc.ABC, Generic[Prepared]):
         # predicts nothing without a rate, and an engine reached only by fallback would
         # admit a whole burst.
         voice = self.voices()[0]
-        for round_, sentence in enumerate((WARM_UP_SENTENCE, self.rate_sentence)):
+        for round_, sentence in enumerate((WARM_UP_SENTENCE, RATE_SENTENCE)):
             item = await asyncio.to_thread(self.prepare, sentence, voice, 1.0)
             self.observe_prepared(len(sentence), item.cost)
             if round_:
                 batcher.forget_rate()
+                item = replace(item, shrink_arena_after=True)
             await asyncio.gather(
                 *(batcher.submit(item, cost=item.cost) for _ in range(self._instances))
             )

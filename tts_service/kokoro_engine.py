@@ -29,11 +29,11 @@ from speech_platform.errors import InvalidArgument
 from speech_platform.fingerprint import versions_of
 from tts_service.assets import kokoro_assets
 from tts_service.engine import (
-    WARM_UP_SENTENCE,
     Engine,
     PreparedItem,
     RenderedSentence,
     engine_failure,
+    run_options,
     session_options,
 )
 from tts_service.timings import SpokenWord, spoken_words, word_groups
@@ -109,11 +109,6 @@ def split_tokens(phonemes: str, vocab: dict[str, int]) -> list[tuple[int, ...]]:
 class KokoroEngine(Engine[PreparedItem]):
     name = KOKORO
     sample_rate = SAMPLE_RATE
-    #: Kokoro learns its rate from the short warm-up sentence again: a sentence of ordinary
-    #: length grows ONNX Runtime's arena (its vocoder's tensors scale with the audio) by
-    #: ~90 MB of idle RSS on a server that may never speak with Kokoro; the price is a
-    #: rate ~2.5x dear until its first real sentences are learnt.
-    rate_sentence = WARM_UP_SENTENCE
 
     def __init__(self, settings: TtsSettings, model_dir: Path) -> None:
         super().__init__(settings.kokoro_batcher, settings.kokoro_instances)
@@ -218,6 +213,7 @@ class KokoroEngine(Engine[PreparedItem]):
                             "style": np.asarray(row, dtype=np.float32).reshape(1, -1),
                             "speed": np.array([item.speaking_rate], dtype=np.float32),
                         },
+                        run_options([item]),
                     )
                     audio = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
                     start, end = speech_bounds(audio)

@@ -38,6 +38,7 @@ from tts_service.engine import (
     RenderedSentence,
     engine_failure,
     peak_normalize,
+    run_options,
     session_options,
 )
 from tts_service.timings import spoken_words, word_groups
@@ -200,7 +201,9 @@ def run_one(
 ) -> RenderedSentence | BaseException:
     payload: PiperPayload = item.payload
     try:
-        audio, frames = session.run(None, _inputs([payload.phoneme_ids], payload.scales))
+        audio, frames = session.run(
+            None, _inputs([payload.phoneme_ids], payload.scales), run_options([item])
+        )
     except Exception as error:
         return engine_failure(PIPER, error)
     return RenderedSentence(
@@ -222,7 +225,9 @@ def run_padded(
     for scales, positions in groups.items():
         ids = [items[p].payload.phoneme_ids for p in positions]
         try:
-            audio, frames = session.run(None, _inputs(ids, scales))
+            audio, frames = session.run(
+                None, _inputs(ids, scales), run_options([items[p] for p in positions])
+            )
         except Exception as error:
             if len(positions) == 1:
                 outcomes[positions[0]] = engine_failure(PIPER, error)

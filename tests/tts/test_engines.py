@@ -15,7 +15,7 @@ from piper.config import SynthesisConfig
 from speech_platform.config import load_settings
 from speech_platform.errors import InvalidArgument
 from tests.tts.faults import BROKEN_VOICE, model_dir_with_broken_voice
-from tts_service.engine import EngineError, RenderedSentence
+from tts_service.engine import EngineError, RenderedSentence, run_options
 from tts_service.kokoro_engine import MAX_TOKENS, KokoroEngine, trim_silence
 from tts_service.piper_engine import PiperEngine, PiperPayload
 from tts_service.text import normalize, split_sentences
@@ -235,3 +235,21 @@ def test_any_normalised_text_prepares_or_is_refused_cleanly(piper, kokoro, text)
             except InvalidArgument:
                 continue
             assert item.cost > 0
+
+
+def test_an_item_may_give_the_arena_back_without_changing_its_audio(
+    piper, piper_one_by_one, piper_padded, kokoro, kokoro_run
+):
+    """The warm-up's rate sentence runs with ONNX Runtime's arena shrinkage (so its length
+    is not held at idle); the option changes what is kept, never what is rendered."""
+    item = deterministic(piper.prepare("Your appointment is confirmed.", piper.voices()[0], 1.0))
+    shrinking = dataclasses.replace(item, shrink_arena_after=True)
+    assert run_options([item]) is None and run_options([item, shrinking]) is not None
+    for run in (piper_one_by_one, piper_padded):
+        plain, shrunk = audio_of(run([item])), audio_of(run([shrinking]))
+        np.testing.assert_array_equal(plain[0], shrunk[0])
+    spoken = kokoro.prepare("Your appointment is confirmed.", kokoro.voices()[0], 1.0)
+    plain, shrunk = audio_of(kokoro_run([spoken])), audio_of(
+        kokoro_run([dataclasses.replace(spoken, shrink_arena_after=True)])
+    )
+    np.testing.assert_allclose(plain[0], shrunk[0], atol=1e-6)
