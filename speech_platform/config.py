@@ -220,8 +220,11 @@ class ServerSettings(BaseModel):
     #: before it is read (OpenAI's own limit is 25 MB).
     http_max_upload_mb: float = Field(25.0, gt=0)
     services: list[ServiceName] = Field(default_factory=lambda: list(ALL_SERVICES))
-    #: Largest request accepted: 10 minutes of 16 kHz 16-bit PCM is 19.2 MB.
-    max_receive_message_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    #: Largest request accepted, the same 25 MiB as an HTTP upload (``http_max_upload_mb``):
+    #: 10 minutes of 16 kHz 16-bit PCM is 19.2 MB. gRPC refuses a larger message at its
+    #: length prefix, before buffering it; one under it is read whole before any handler
+    #: runs, so this times the concurrent uploads bounds what they hold (docs/benchmarks.md).
+    max_receive_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     max_send_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     #: Seconds in-flight work gets to finish after SIGTERM.
     drain_grace_s: float = Field(25.0, ge=0)

@@ -19,7 +19,7 @@ given back (glibc returns only the top of a heap by itself). ``IdleTrim`` calls
 ``malloc_trim`` once the burst is over (no request holds any of the memory budget), so the
 resident size falls back towards idle instead of staying at the burst's peak. It runs the
 garbage collector first: a refused or failed request's exception keeps its frames, and so
-its request (audio of up to 32 MiB), in a reference cycle that an idle process may not
+its request (audio of up to 25 MiB), in a reference cycle that an idle process may not
 collect for a long time; after 16 refused 30 MiB uploads that was ~500 MB no trim could
 give back until a collection freed it.
 """

@@ -86,11 +86,16 @@ _DECODERS = FairPool(
 )
 
 
+#: A request's audio: bytes, or a view of the message gRPC received (a large Transcribe's,
+#: which is never copied on the event loop: stt_service/servicer.py). Everything on the loop
+#: reads it by length, slices and struct; a container is copied to bytes once, in the pool.
+AudioBytes = bytes | memoryview
+
 #: Raw PCM up to this size is decoded on the event loop: INLINE_AUDIO_S of 16 kHz LINEAR16.
 INLINE_DECODE_MAX_BYTES = int(INLINE_AUDIO_S * TARGET_RATE * 2)
 
 
-def decodes_inline(data: bytes, encoding: int, sample_rate_hertz: int) -> bool:
+def decodes_inline(data: AudioBytes, encoding: int, sample_rate_hertz: int) -> bool:
     """Whether ``decode_audio_async`` converts ``data`` on the loop: raw PCM at 16 kHz (no
     resampling), at most INLINE_DECODE_MAX_BYTES."""
     return (
@@ -101,7 +106,7 @@ def decodes_inline(data: bytes, encoding: int, sample_rate_hertz: int) -> bool:
 
 
 async def decode_audio_async(
-    data: bytes,
+    data: AudioBytes,
     *,
     encoding: int = common_pb2.AUDIO_ENCODING_UNSPECIFIED,
     sample_rate_hertz: int = 0,
@@ -128,7 +133,7 @@ async def decode_audio_async(
 
 
 def decode_audio(
-    data: bytes,
+    data: AudioBytes,
     *,
     encoding: int = common_pb2.AUDIO_ENCODING_UNSPECIFIED,
     sample_rate_hertz: int = 0,
@@ -179,7 +184,7 @@ _DECODE_COPIES = 4
 
 
 def decoding_bytes(
-    data: bytes,
+    data: AudioBytes,
     *,
     encoding: int,
     sample_rate_hertz: int,
@@ -208,7 +213,7 @@ def decoding_bytes(
 
 
 def raw_seconds(
-    data: bytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
+    data: AudioBytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
 ) -> float | None:
     """The duration of raw PCM from its size alone (None for containers, whose length is
     known only once demuxed): what admission reserves before anything is decoded."""
@@ -224,7 +229,7 @@ _WAV_CHUNKS_WALKED = 32
 
 
 def known_seconds(
-    data: bytes,
+    data: AudioBytes,
     *,
     encoding: int,
     sample_rate_hertz: int,
@@ -256,7 +261,7 @@ def check_known_length(seconds: float | None, max_seconds: float) -> None:
         raise _too_long(seconds, max_seconds)
 
 
-def _wav_header_length(data: bytes) -> tuple[float, int] | None:
+def _wav_header_length(data: AudioBytes) -> tuple[float, int] | None:
     """(seconds, channels) as a WAV's header declares them, or None."""
     if data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
         return None
@@ -281,7 +286,7 @@ def _wav_header_length(data: bytes) -> tuple[float, int] | None:
 
 
 def check_audio_config(
-    data: bytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
+    data: AudioBytes, *, encoding: int, sample_rate_hertz: int, audio_channel_count: int
 ) -> None:
     """The checks that need no decoding; callers run them before a cache lookup too."""
     if encoding not in common_pb2.AudioEncoding.values():
@@ -320,7 +325,7 @@ def _too_long(seconds: float, max_seconds: float, *, at_least: bool = False) -> 
 
 
 def _decode_raw(
-    data: bytes,
+    data: AudioBytes,
     encoding: int,
     rate: int,
     channels: int,
@@ -387,8 +392,9 @@ def resample_mono(samples: np.ndarray, rate: int) -> np.ndarray:
 
 
 def _decode_container(
-    data: bytes, max_seconds: float | None, keep_channels: bool = False
+    data: AudioBytes, max_seconds: float | None, keep_channels: bool = False
 ) -> DecodedAudio:
+    data = bytes(data)  # no copy of bytes; FFmpeg's reader and the truncation checks want it
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, EOFError, ValueError) as error:

@@ -10,9 +10,10 @@ import grpc
 
 from speech.v1 import stt_pb2_grpc
 from speech_platform.cache import CacheDoor
+from speech_platform.registration import register_with_parsers
 from speech_platform.service import ServiceContext
 from stt_service.assembly import TRANSCRIPT_CODEC
-from stt_service.servicer import SpeechToTextServicer
+from stt_service.servicer import SpeechToTextServicer, parse_transcribe
 from stt_service.transcriber import Transcriber
 
 
@@ -32,7 +33,13 @@ class SpeechToTextService:
         self.streaming = self.servicer.streaming
 
     def register(self, server: grpc.aio.Server) -> None:
-        stt_pb2_grpc.add_SpeechToTextServicer_to_server(self.servicer, server)
+        # A Transcribe's audio stays a view of the received bytes (no parse copy).
+        register_with_parsers(
+            stt_pb2_grpc.add_SpeechToTextServicer_to_server,
+            self.servicer,
+            server,
+            {"Transcribe": parse_transcribe},
+        )
 
     async def start(self) -> None:
         await self.transcriber.start()

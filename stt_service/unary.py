@@ -21,6 +21,7 @@ from speech_platform.errors import Unavailable
 from stt_service.assembly import TRANSCRIPT_CODEC, Transcript, to_proto
 from stt_service.audio import (
     RAW_ENCODINGS,
+    AudioBytes,
     check_audio_config,
     check_known_length,
     decode_audio_async,
@@ -70,15 +71,19 @@ class UnaryTranscription:
         self,
         request: stt_pb2.TranscribeRequest,
         *,
+        audio: AudioBytes | None = None,
         caller: str,
         time_remaining: TimeRemaining = _no_deadline,
     ) -> stt_pb2.TranscribeResponse:
-        """The response for ``request``; raises speech_platform errors on bad input."""
+        """The response for ``request``; raises speech_platform errors on bad input.
+        ``audio``: the request's audio where the door holds it apart from the message (gRPC
+        hands a large one over as a view of the bytes it received, stt_service/servicer.py)."""
         self.require_ready()
         config = request.config
-        # Read once: every read of a bytes field of a (upb) message is a fresh copy, and
-        # six copies of a 30 MiB upload cost the event loop ~40 ms and 180 MiB.
-        audio = request.audio
+        if audio is None:
+            # Read once: every read of a bytes field of a (upb) message is a fresh copy,
+            # and six copies of a 30 MiB upload cost the event loop ~40 ms and 180 MiB.
+            audio = request.audio
         resolved = self.transcriber.resolve(TranscribeOptions.from_config(config))
         priority = batcher_priority(config.priority)
         check_audio_config(
@@ -177,7 +182,7 @@ class UnaryTranscription:
 
 
 def transcription_cache_key(
-    request: stt_pb2.TranscribeRequest, resolved: ResolvedOptions, audio: bytes | None = None
+    request: stt_pb2.TranscribeRequest, resolved: ResolvedOptions, audio: AudioBytes | None = None
 ) -> str:
     """SHA-256 over the audio's SHA-256 and every option that changes the transcript.
 
